@@ -1,0 +1,1 @@
+"""turbtl.analysis — Fourier analysis of learned kernels, activations and data; Dask aggregation."""

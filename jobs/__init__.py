@@ -1,0 +1,1 @@
+"""turbtl.jobs — SLURM templates, cluster profiles, rendering and submission behind `turbtl jobs`."""

@@ -1,0 +1,69 @@
+"""`turbtl` — the command line of the suite.
+
+Each stage is a subcommand in ``suite/commands/<name>.py``. Bad input exits with status 2 and
+one line naming the field, the value and what is accepted; nothing is written in that case.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+from .commands import COMMANDS
+from .errors import UsageError
+
+EPILOG = """\
+The study, stage by stage (each stage skips work that is already done; --force redoes it):
+  turbtl dns       DNS ensembles of every system -> RUN/fdns/<system>.zarr (MPI: mpiexec -n N turbtl dns)
+  turbtl train     base CNN closure on the base system (DDP: torchrun/srun) -> RUN/models/base/
+  turbtl transfer  re-train every layer-freezing subset on each target -> RUN/sweep/<target>/
+  turbtl analyze   kernel/activation/data spectra with Dask -> RUN/analysis/, RUN/figures/
+  turbtl report    one self-contained HTML page -> RUN/report.html
+  turbtl run       all of the above in order on one machine (default preset: small)
+Presets: ci (seconds, for tests), small (the embedded default, minutes on 2 cores), paper (clusters).
+RUN defaults to runs/<preset>. See README.md for the data format and the SLURM workflow.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own usage errors: exit 2 as well, one clear line
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="turbtl", description="turbtl: distributed benchmarking suite for the physics of "
+                "transfer learning in data-driven 2D turbulence closures (Subel et al., PNAS Nexus 2023).",
+                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"turbtl {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMANDS:
+        try:
+            mod = importlib.import_module(f"suite.commands.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"suite.commands.{name}":
+                continue  # stage not built yet
+            raise
+        mod.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as e:
+        print(f"turbtl {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

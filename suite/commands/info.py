@@ -1,0 +1,60 @@
+"""`turbtl info`: what this machine and environment offer to the suite."""
+from __future__ import annotations
+
+import os
+import platform
+
+from ..provenance import code_version, library_versions
+
+
+def gather() -> list[tuple[str, str]]:
+    rows = [("turbtl", code_version()), ("python", platform.python_version()),
+            ("platform", f"{platform.system()} {platform.machine()}")]
+    libs = library_versions()
+    for k in ("numpy", "scipy", "torch", "mpi4py", "dask", "distributed", "xarray", "zarr"):
+        rows.append((k, libs[k]))
+    try:
+        from mpi4py import MPI
+        rows.append(("MPI library", MPI.Get_library_version().splitlines()[0].strip()))
+        rows.append(("MPI standard", "%d.%d" % MPI.Get_version()))
+    except Exception as e:  # noqa: BLE001 - info must print whatever it can
+        rows.append(("MPI library", f"unavailable ({e})"))
+    rows.append(("CPUs (os)", str(os.cpu_count())))
+    try:
+        rows.append(("CPUs (affinity)", str(len(os.sched_getaffinity(0)))))
+    except AttributeError:
+        pass
+    rows.append(("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "unset")))
+    try:
+        import torch
+        rows.append(("torch threads", str(torch.get_num_threads())))
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        gpus = ", ".join(torch.cuda.get_device_name(i) for i in range(n)) if n else "none"
+        rows.append(("GPUs visible", f"{n} ({gpus})" if n else "0"))
+        rows.append(("torch CUDA build", str(torch.version.cuda)))
+    except Exception as e:  # noqa: BLE001
+        rows.append(("torch", f"unavailable ({e})"))
+    try:
+        from solver.fft import describe_default_backend
+        rows.append(("FFT backend", describe_default_backend()))
+    except ImportError:
+        try:
+            import pyfftw
+            rows.append(("FFT backend", f"pyFFTW {pyfftw.__version__} (FFTW3)"))
+        except ImportError:
+            rows.append(("FFT backend", "scipy.fft (pocketfft)"))
+    return rows
+
+
+def run(args) -> int:
+    rows = gather()
+    w = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k:<{w}}  {v}")
+    return 0
+
+
+def register(sub):
+    p = sub.add_parser("info", help="versions, CPUs, threads, GPUs and the FFT backend in use",
+                       description="Print a table of the software and hardware the suite will use.")
+    p.set_defaults(func=run)
