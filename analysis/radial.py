@@ -84,16 +84,3 @@ def half_plane(n: int, n_angles: int = 18) -> HalfPlane:
     """A cached :class:`HalfPlane` (building one costs a few ms at n = 128)."""
     return HalfPlane(n, n_angles)
 
-
-def field_spectrum(u: np.ndarray) -> np.ndarray:
-    """Angle-integrated power spectrum ``E(k) = Σ_{shell k} |û|² / n⁴`` of real fields ``(..., n, n)``.
-
-    Normalized so that ``Σ_k E(k)`` equals the mean of ``u²`` over the grid (Parseval) for the
-    modes inside the disk; leading dimensions are kept.
-    """
-    u = np.asarray(u, dtype=float)
-    n = u.shape[-1]
-    if u.shape[-2] != n:
-        raise ValueError(f"fields must be square, got {u.shape[-2:]}")
-    u_hat = np.fft.rfft2(u)
-    return half_plane(n).shell_sum(np.abs(u_hat) ** 2) / float(n) ** 4
