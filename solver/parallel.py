@@ -42,6 +42,8 @@ import numpy as np
 
 from suite.errors import ConfigError, SimulationBlowUp
 
+from .fft import FFTBackend
+
 __all__ = ["block_range", "Decomposition", "SlabFFT", "agree_or_raise", "abort_on_error",
            "local_device", "bench"]
 
@@ -143,110 +145,22 @@ def check_slab_grid(n: int, ranks: int) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# local 1D transforms (numpy / pyFFTW / torch)
-
-
-class _NumpyLines:
-    """1D transforms along x (last axis) and y (second to last) with numpy.fft (pocketfft)."""
-
-    host = True
-
-    def rfft_x(self, a):
-        return np.fft.rfft(a, axis=-1)
-
-    def irfft_x(self, a, n):
-        return np.fft.irfft(a, n=n, axis=-1)
-
-    def fft_y(self, a):
-        return np.fft.fft(a, axis=-2)
-
-    def ifft_y(self, a):
-        return np.fft.ifft(a, axis=-2)
-
-    def to_host(self, a):
-        return a
-
-    def from_host(self, a):
-        return a
-
-
-class _FFTWLines(_NumpyLines):
-    """The same transforms planned with pyFFTW (plans cached per shape and dtype)."""
-
-    def __init__(self, threads: int):
-        import pyfftw
-        import pyfftw.builders as b
-        pyfftw.interfaces.cache.enable()
-        self._b = b
-        self._threads = max(1, threads)
-        self._plans = {}
-
-    def _plan(self, kind, a, **kw):
-        key = (kind, a.shape, a.dtype.str, tuple(sorted(kw.items())))
-        plan = self._plans.get(key)
-        if plan is None:
-            builder = getattr(self._b, kind)
-            plan = builder(np.empty_like(a), threads=self._threads, planner_effort="FFTW_ESTIMATE",
-                           avoid_copy=False, **kw)
-            self._plans[key] = plan
-        return plan
-
-    def rfft_x(self, a):
-        return self._plan("rfft", a, axis=-1)(a).copy()
-
-    def irfft_x(self, a, n):
-        return self._plan("irfft", a, n=n, axis=-1)(a).copy()
-
-    def fft_y(self, a):
-        return self._plan("fft", a, axis=-2)(a).copy()
-
-    def ifft_y(self, a):
-        return self._plan("ifft", a, axis=-2)(a).copy()
-
-
-class _TorchLines:
-    """1D transforms with torch.fft on the rank's device; transposes are staged through the host."""
-
-    host = False
-
-    def __init__(self, device):
-        import torch
-        self.torch = torch
-        self.device = torch.device(device)
-
-    def rfft_x(self, a):
-        return self.torch.fft.rfft(a, dim=-1)
-
-    def irfft_x(self, a, n):
-        return self.torch.fft.irfft(a, n=n, dim=-1)
-
-    def fft_y(self, a):
-        return self.torch.fft.fft(a, dim=-2)
-
-    def ifft_y(self, a):
-        return self.torch.fft.ifft(a, dim=-2)
-
-    def to_host(self, a):
-        return a.detach().contiguous().cpu().numpy()
-
-    def from_host(self, a):
-        return self.torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+# device of a rank
 
 
 def local_device(comm, device: str = "cuda") -> str:
-    """``cuda:<local rank mod #GPUs>`` for one rank per GPU; ``cpu`` when no GPU is asked or seen."""
-    if device == "cpu":
-        return "cpu"
+    """The torch device of this rank: ``cuda:<node-local rank mod #GPUs>`` (one rank per GPU) for
+    ``cuda``/``auto``, ``cpu`` for ``cpu`` (and for ``auto`` without a GPU); ``cuda:<i>`` as given."""
+    if device == "cpu" or device.startswith("cuda:"):
+        return device
     import torch
     if not torch.cuda.is_available():
         if device == "cuda":
             raise ConfigError("dns.device = 'cuda': no CUDA device is visible on this node; "
                               "accepted here: cpu, auto", field="dns.device")
         return "cpu"
-    if device.startswith("cuda:"):
-        return device
     local = 0
-    if comm is not None:
+    if comm is not None and comm.Get_size() > 1:
         from mpi4py import MPI
         node = comm.Split_type(MPI.COMM_TYPE_SHARED, comm.Get_rank())
         local = node.Get_rank()
@@ -255,7 +169,7 @@ def local_device(comm, device: str = "cuda") -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# slab FFT
+# the global transpose
 
 
 def _mpi_real(dtype):
@@ -263,141 +177,297 @@ def _mpi_real(dtype):
     return MPI.DOUBLE if np.dtype(dtype) == np.float64 else MPI.FLOAT
 
 
-class SlabFFT:
-    """Real-to-complex 2D FFT of an ``n``² periodic grid slab-decomposed over ``comm``.
+class _Transpose:
+    """The global transpose for one batch shape: one ``Alltoallw`` with derived datatypes, so the
+    MPI library moves the strided blocks itself (no packing copies in Python).
 
-    Follows the FFT-backend contract (docs/CONTRACTS.md): physical arrays ``(..., n//p, n)`` hold
-    rows ``y_slice``; spectral arrays ``(..., n, nkx_local)`` hold the ``kx`` columns ``kx_slice``
-    of numpy's ``rfft2`` layout; ``rfft2``/``irfft2`` follow numpy's normalization; leading batch
-    dimensions are carried through. ``comm`` may be None or have one rank (then this is a plain
-    serial FFT built from the same 1D transforms).
-
-    ``backend`` is ``"numpy"`` (``fft="numpy"`` pocketfft or ``fft="pyfftw"``) or ``"torch"``
-    (transforms on ``device``, transposes staged through host memory).
+    ``rows`` ``(*batch, ny_local, nkx)``: x-transformed local rows, every kx column.
+    ``cols`` ``(*batch, n, nkx_local)``: every row, the local kx columns.
+    To/from rank q travels the block ``(*batch, ny_local, kx_slice(q))`` of ``rows`` and the block
+    ``(*batch, y_slice(q), nkx_local)`` of ``cols``. Both arrays must be C-contiguous numpy arrays.
     """
 
-    def __init__(self, n: int, comm=None, *, backend: str = "numpy", dtype="float64",
-                 device: str = "cpu", threads: int = 1, fft: str = "numpy"):
+    def __init__(self, fft: "SlabFFT", batch: tuple):
+        B, n, ny, nkx, nkl = prod(batch), fft.n, fft.ny_local, fft.nkx, fft.nkx_local
+        self.rows_shape, self.cols_shape = tuple(batch) + (ny, nkx), tuple(batch) + (n, nkl)
+        self.comm, self.p = fft.comm, fft.size
+        self.row_types = self.col_types = []
+        if fft.comm is None:
+            return
+        real = _mpi_real(fft.np_dtype)
+        size = np.dtype(fft.np_cdtype).itemsize
+        self.row_types = [real.Create_vector(B * ny, 2 * (e - s), 2 * nkx).Commit() for s, e in fft._kx_blocks]
+        self.row_disp = [size * s for s, _ in fft._kx_blocks]
+        col_type = real.Create_vector(B, 2 * ny * nkl, 2 * n * nkl).Commit()
+        self.col_types = [col_type] * self.p
+        self.col_disp = [size * r * ny * nkl for r in range(self.p)]
+        self.ones = [1] * self.p
+
+    def _args(self, a, shape, types, disp):
+        if a.shape != shape or not a.flags.c_contiguous:
+            raise ValueError(f"transpose buffer must be C-contiguous of shape {shape}, got {a.shape}")
+        return [a, (self.ones, disp), types]
+
+    def rows_to_cols(self, rows: np.ndarray, cols: np.ndarray) -> None:
+        """Fill ``cols`` from ``rows`` (the forward transpose)."""
+        if self.comm is None:
+            np.copyto(cols, rows)
+            return
+        self.comm.Alltoallw(self._args(rows, self.rows_shape, self.row_types, self.row_disp),
+                            self._args(cols, self.cols_shape, self.col_types, self.col_disp))
+
+    def cols_to_rows(self, cols: np.ndarray, rows: np.ndarray) -> None:
+        """Fill ``rows`` from ``cols`` (the inverse transpose)."""
+        if self.comm is None:
+            np.copyto(rows, cols)
+            return
+        self.comm.Alltoallw(self._args(cols, self.cols_shape, self.col_types, self.col_disp),
+                            self._args(rows, self.rows_shape, self.row_types, self.row_disp))
+
+    def free(self) -> None:
+        for t in set(self.row_types + self.col_types):
+            t.Free()
+        self.row_types = self.col_types = []
+
+
+# --------------------------------------------------------------------------------------------
+# slab FFT
+
+
+class SlabFFT(FFTBackend):
+    """Real-to-complex 2D FFT of an ``n``² periodic grid slab-decomposed over the ranks of ``comm``.
+
+    Implements the FFT-backend contract (docs/CONTRACTS.md; base class
+    :class:`solver.fft.FFTBackend`): physical arrays ``(..., n//p, n)`` hold rows ``y_slice``;
+    spectral arrays ``(..., n, nkx_local)`` hold the ``kx`` columns ``kx_slice`` of numpy's ``rfft2``
+    layout (contiguous blocks, the first ``(n//2+1) % p`` ranks one column more); ``rfft2``/``irfft2``
+    follow numpy's normalisation; leading batch dimensions are carried through. ``comm`` may have a
+    single rank (then no messages are sent).
+
+    ``backend="numpy"``: 1D FFTW plans (pyFFTW, same planner as the serial backend: see
+    ``solver.fft.DEFAULT_PLANNER``; numpy.fft if pyFFTW is missing) on aligned buffers, x transforms
+    on the local rows, in-place y transforms on the local columns. ``backend="torch"``: torch.fft
+    on this rank's device (``device="cuda"`` = the node-local rank's GPU), transposes staged through
+    host memory. Array helpers (``xp``, ``empty``, ``asarray`` ...) are those of the serial backend.
+    """
+
+    def __init__(self, n: int, comm=None, *, backend: str = "numpy", dtype: str = "float64",
+                 device: str = "cpu", threads: int = 0):
+        from .fft import NumpyFFT, TorchFFT
         self.comm = comm
         self.size = _size(comm)
         self.rank = _rank(comm)
+        if not (isinstance(n, int) and n >= 4 and n % 2 == 0):
+            raise ConfigError(f"grid n = {n!r}: must be an even integer >= 4", field="grid.n_dns")
         check_slab_grid(n, self.size)
-        self.n = n
-        self.nkx = n // 2 + 1
-        self.ny_local = n // self.size
-        self.y_slice = slice(self.rank * self.ny_local, (self.rank + 1) * self.ny_local)
-        self._kx_blocks = [block_range(self.nkx, self.size, r) for r in range(self.size)]
-        self.kx_slice = slice(*self._kx_blocks[self.rank])
-        self.nkx_local = self.kx_slice.stop - self.kx_slice.start
-        self.physical_shape = (self.ny_local, n)
-        self.spectral_shape = (n, self.nkx_local)
-        self.backend = backend
-        self.np_dtype = np.dtype(dtype)
-        if self.np_dtype not in (np.float64, np.float32):
-            raise ConfigError(f"dns.dtype = {dtype!r}: accepted are float64, float32", field="dns.dtype")
-        self.np_cdtype = np.result_type(self.np_dtype, np.complex64)
         if backend == "numpy":
-            if device not in ("cpu", "auto"):
-                raise ConfigError(f"dns.device = {device!r} with backend numpy: accepted is cpu",
-                                  field="dns.device")
-            self.lines = _FFTWLines(threads) if fft == "pyfftw" else _NumpyLines()
-            self.xp = np
-            self.device = "cpu"
-            self.dtype, self.cdtype = self.np_dtype, self.np_cdtype
+            self.local = NumpyFFT(n, dtype=dtype, threads=threads)
         elif backend == "torch":
-            import torch
-            self.device = local_device(comm, device) if device in ("cuda", "auto") else device
-            self.lines = _TorchLines(self.device)
-            self.xp = torch
-            self.dtype = getattr(torch, self.np_dtype.name)
-            self.cdtype = torch.complex128 if self.np_dtype == np.float64 else torch.complex64
+            self.local = TorchFFT(n, dtype=dtype, device=local_device(comm, device), threads=threads)
         else:
             raise ConfigError(f"dns.backend = {backend!r}: accepted are numpy, torch", field="dns.backend")
-        kx = np.arange(self.kx_slice.start, self.kx_slice.stop, dtype=self.np_dtype)[None, :]
-        ky = (np.fft.fftfreq(n) * n).astype(self.np_dtype)[:, None]
-        self.kx = self.lines.from_host(kx)
-        self.ky = self.lines.from_host(ky)
+        loc = self.local
+        self.name, self.xp, self.device, self.threads = loc.name, loc.xp, loc.device, loc.threads
+        self.dtype, self.cdtype, self.dtype_name = loc.dtype, loc.cdtype, loc.dtype_name
+        self.np_dtype = np.dtype(dtype)
+        self.np_cdtype = np.dtype("complex128" if dtype == "float64" else "complex64")
+        self.nkx = n // 2 + 1
+        self.ny_local = n // self.size
+        self._kx_blocks = [block_range(self.nkx, self.size, r) for r in range(self.size)]
+        self.nkx_local = self._kx_blocks[self.rank][1] - self._kx_blocks[self.rank][0]
+        self._setup_layout(n, slice(self.rank * self.ny_local, (self.rank + 1) * self.ny_local),
+                           slice(*self._kx_blocks[self.rank]))
+        self._fftw = getattr(loc, "_fftw", None) if backend == "numpy" else None
+        self.planner = getattr(loc, "planner", None)
+        self._pipes: dict = {}
 
-    # -- transposes ------------------------------------------------------------------------
+    # -- array helpers: the serial backend's ------------------------------------------------
+    def empty(self, shape, complex=False):
+        return self.local.empty(shape, complex)
 
-    def _alltoallv(self, send: np.ndarray, send_counts, recv: np.ndarray, recv_counts) -> None:
-        """Complex Alltoallv; counts are in complex elements."""
-        real = _mpi_real(self.np_dtype)
-        sc = np.asarray(send_counts, dtype=np.int64) * 2
-        rc = np.asarray(recv_counts, dtype=np.int64) * 2
-        sd = np.concatenate(([0], np.cumsum(sc)[:-1]))
-        rd = np.concatenate(([0], np.cumsum(rc)[:-1]))
-        self.comm.Alltoallv([send.view(self.np_dtype), (sc, sd), real],
-                            [recv.view(self.np_dtype), (rc, rd), real])
+    def zeros(self, shape, complex=False):
+        return self.local.zeros(shape, complex)
 
-    def _rows_to_columns(self, a: np.ndarray) -> np.ndarray:
-        """(B, ny_local, nkx) with all columns -> (B, n, nkx_local) with all rows."""
-        bn, ny, p = a.shape[0], self.ny_local, self.size
-        widths = [b - s for s, b in self._kx_blocks]
-        send = np.concatenate([a[:, :, s:e].reshape(-1) for s, e in self._kx_blocks])
-        recv = np.empty(bn * self.n * self.nkx_local, dtype=self.np_cdtype)
-        self._alltoallv(send, [bn * ny * w for w in widths], recv, [bn * ny * self.nkx_local] * p)
-        out = recv.reshape(p, bn, ny, self.nkx_local)
-        if bn == 1:
-            return out.reshape(1, self.n, self.nkx_local)
-        return out.transpose(1, 0, 2, 3).reshape(bn, self.n, self.nkx_local)
+    def asarray(self, x, complex=False):
+        return self.local.asarray(x, complex)
 
-    def _columns_to_rows(self, a: np.ndarray) -> np.ndarray:
-        """(B, n, nkx_local) with all rows -> (B, ny_local, nkx) with all columns."""
-        bn, ny, p = a.shape[0], self.ny_local, self.size
-        send = np.ascontiguousarray(a.reshape(bn, p, ny, self.nkx_local).transpose(1, 0, 2, 3))
-        widths = [b - s for s, b in self._kx_blocks]
-        recv = np.empty(bn * ny * self.nkx, dtype=self.np_cdtype)
-        self._alltoallv(send.reshape(-1), [bn * ny * self.nkx_local] * p, recv, [bn * ny * w for w in widths])
-        out = np.empty((bn, ny, self.nkx), dtype=self.np_cdtype)
-        off = 0
-        for (s, e), w in zip(self._kx_blocks, widths):
-            out[:, :, s:e] = recv[off:off + bn * ny * w].reshape(bn, ny, w)
-            off += bn * ny * w
+    def to_numpy(self, x):
+        return self.local.to_numpy(x)
+
+    def copy(self, x):
+        return self.local.copy(x)
+
+    def synchronize(self):
+        self.local.synchronize()
+
+    def describe(self) -> str:
+        lib = self.local.describe().split(": ", 1)[-1] if self.name == "numpy" else self.local.describe()
+        return (f"slab {self.name} n={self.n} {self.dtype_name} over {self.size} ranks "
+                f"(rank {self.rank}: rows {self.y_slice.start}:{self.y_slice.stop}, "
+                f"kx {self.kx_slice.start}:{self.kx_slice.stop}); {lib}")
+
+    # -- numpy pipelines ----------------------------------------------------------------------
+    def _host_alloc(self, shape, complex=True):
+        dt = self.np_cdtype if complex else self.np_dtype
+        if self._fftw is not None:
+            return self._fftw.empty_aligned(tuple(shape), dtype=dt)
+        return np.empty(tuple(shape), dtype=dt)
+
+    def _plan(self, src, dst, axis: int, forward: bool):
+        """A zero-argument callable: unnormalised 1D transform of ``src`` along ``axis`` into
+        ``dst`` (may be ``src`` for complex in-place); r2c/c2r when one side is real."""
+        if self._fftw is not None:
+            flags = (self.planner,) if forward else (self.planner, "FFTW_DESTROY_INPUT")
+            keep = (src.copy(), dst.copy())  # planning may overwrite the buffers
+            plan = self._fftw.FFTW(src, dst, axes=(axis,), direction="FFTW_FORWARD" if forward
+                                   else "FFTW_BACKWARD", flags=flags, threads=self.threads)
+            np.copyto(src, keep[0])
+            np.copyto(dst, keep[1])
+            return plan.execute
+        real_in, real_out = not np.iscomplexobj(src), not np.iscomplexobj(dst)
+        if real_in:
+            return lambda: np.copyto(dst, np.fft.rfft(src, axis=axis))
+        if real_out:
+            return lambda: np.copyto(dst, np.fft.irfft(src, n=self.n, axis=axis, norm="forward"))
+        f = np.fft.fft if forward else np.fft.ifft
+        return lambda: np.copyto(dst, f(src, axis=axis, norm="backward" if forward else "forward"))
+
+    def _transpose(self, batch) -> _Transpose:
+        key = ("transpose", tuple(batch))
+        if key not in self._pipes:
+            self._pipes[key] = _Transpose(self, tuple(batch))
+        return self._pipes[key]
+
+    def _forward(self, batch, src=None, dst=None):
+        """Planned forward pipeline for ``batch``: returns (run, src, dst); run() leaves
+        ``dst = rfft2(src)``. x transforms into a row buffer, transpose straight into ``dst``,
+        in-place y transforms there. Buffers not given are allocated here."""
+        t = self._transpose(batch)
+        src = self._host_alloc(batch + self.physical_shape, complex=False) if src is None else src
+        dst = self._host_alloc(batch + self.spectral_shape) if dst is None else dst
+        rows = self._host_alloc(t.rows_shape)
+        fx = self._plan(src, rows, -1, True)
+        fy = self._plan(dst, dst, -2, True)
+
+        def run():
+            fx()
+            t.rows_to_cols(rows, dst)
+            fy()
+        return run, src, dst
+
+    def _backward(self, batch, src=None, dst=None):
+        """Planned inverse pipeline: run() leaves ``dst = n**2 * irfft2(src)`` (unnormalised)
+        and overwrites ``src`` (in-place y transforms, transposed from there)."""
+        t = self._transpose(batch)
+        src = self._host_alloc(batch + self.spectral_shape) if src is None else src
+        dst = self._host_alloc(batch + self.physical_shape, complex=False) if dst is None else dst
+        rows = self._host_alloc(t.rows_shape)
+        by = self._plan(src, src, -2, False)
+        bx = self._plan(rows, dst, -1, False)
+
+        def run():
+            by()
+            t.cols_to_rows(src, rows)
+            bx()
+        return run, src, dst
+
+    def _pipe(self, batch, forward):
+        key = (tuple(batch), forward)
+        if key not in self._pipes:
+            self._pipes[key] = (self._forward if forward else self._backward)(tuple(batch))
+        return self._pipes[key]
+
+    # -- torch path ---------------------------------------------------------------------------
+    def _torch_rfft2(self, u):
+        torch = self.local.torch
+        a = torch.fft.rfft(u, dim=-1)
+        if self.size == 1:
+            return torch.fft.fft(a, dim=-2)
+        t = self._transpose(tuple(u.shape[:-2]))
+        cols = np.empty(t.cols_shape, self.np_cdtype)
+        t.rows_to_cols(np.ascontiguousarray(a.detach().cpu().numpy()), cols)
+        return torch.fft.fft(torch.from_numpy(cols).to(self.device), dim=-2)
+
+    def _torch_irfft2(self, u_hat, norm):
+        torch = self.local.torch
+        a = torch.fft.ifft(u_hat, dim=-2, norm=norm)
+        if self.size > 1:
+            t = self._transpose(tuple(u_hat.shape[:-2]))
+            rows = np.empty(t.rows_shape, self.np_cdtype)
+            t.cols_to_rows(np.ascontiguousarray(a.detach().cpu().numpy()), rows)
+            a = torch.from_numpy(rows).to(self.device)
+        return torch.fft.irfft(a, n=self.n, dim=-1, norm=norm)
+
+    # -- transforms ---------------------------------------------------------------------------
+    def _check(self, a, spectral):
+        shape = self.spectral_shape if spectral else self.physical_shape
+        if tuple(a.shape[-2:]) != shape:
+            raise ValueError(f"expected trailing shape {shape} on rank {self.rank}, got {tuple(a.shape)}")
+
+    def rfft2(self, u, out=None):
+        """Unnormalised forward real 2D FFT: local rows ``(..., ny_local, n)`` -> local columns
+        ``(..., n, nkx_local)`` of numpy.fft.rfft2 of the global array."""
+        self._check(u, False)
+        if self.name == "torch":
+            res = self._torch_rfft2(u)
+            return res if out is None else out.copy_(res)
+        run, src, dst = self._pipe(u.shape[:-2], True)
+        np.copyto(src, u)
+        run()
+        if out is None:
+            return self.copy(dst)
+        np.copyto(out, dst)
         return out
 
-    # -- transforms -------------------------------------------------------------------------
+    def irfft2(self, u_hat, out=None):
+        """Inverse of :meth:`rfft2`, normalised by 1/n² (numpy.fft.irfft2); the input is kept."""
+        self._check(u_hat, True)
+        if self.name == "torch":
+            res = self._torch_irfft2(u_hat, "backward")
+            return res if out is None else out.copy_(res)
+        run, src, dst = self._pipe(u_hat.shape[:-2], False)
+        np.copyto(src, u_hat)
+        run()
+        if out is None:
+            out = self.empty(dst.shape)
+        np.multiply(dst, 1.0 / (self.n * self.n), out=out)
+        return out
 
-    def rfft2(self, u):
-        """Unnormalized forward real 2D FFT of local rows ``(..., ny_local, n)`` ->
-        ``(..., n, nkx_local)`` (numpy.fft.rfft2 convention)."""
-        batch = tuple(u.shape[:-2])
-        a = self.lines.rfft_x(u)
-        if self.size == 1:
-            return self.lines.fft_y(a)
-        h = self.lines.to_host(a).reshape((prod(batch), self.ny_local, self.nkx))
-        h = self._rows_to_columns(h).reshape(batch + self.spectral_shape)
-        return self.lines.fft_y(self.lines.from_host(h))
+    def plan_rfft2(self, src, dst):
+        """``dst[...] = rfft2(src)`` as a zero-argument callable bound to these buffers."""
+        self._check(src, False)
+        self._check(dst, True)
+        if self.name == "torch":
+            return lambda: dst.copy_(self._torch_rfft2(src))
+        return self._forward(tuple(src.shape[:-2]), src, dst)[0]
 
-    def irfft2(self, u_hat):
-        """Normalized inverse of :meth:`rfft2` (numpy.fft.irfft2 convention)."""
-        batch = tuple(u_hat.shape[:-2])
-        a = self.lines.ifft_y(u_hat)
-        if self.size > 1:
-            h = self.lines.to_host(a).reshape((prod(batch), self.n, self.nkx_local))
-            h = self._columns_to_rows(h).reshape(batch + (self.ny_local, self.nkx))
-            a = self.lines.from_host(h)
-        return self.lines.irfft_x(a, self.n)
+    def plan_irfft2(self, src, dst):
+        """``dst[...] = n**2 * irfft2(src)`` (unnormalised) as a zero-argument callable."""
+        self._check(src, True)
+        self._check(dst, False)
+        if self.name == "torch":
+            return lambda: dst.copy_(self._torch_irfft2(src, "forward"))
+        return self._backward(tuple(src.shape[:-2]), src, dst)[0]
 
-    # -- reductions -------------------------------------------------------------------------
-
-    def _allgather(self, x) -> tuple[np.ndarray, object]:
+    # -- reductions ---------------------------------------------------------------------------
+    def _allgather(self, x):
         """Every rank's value of ``x`` stacked in rank order (numpy), and how to convert back."""
-        is_tensor = not isinstance(x, (np.ndarray, np.generic, float, int, complex))
-        h = self.lines.to_host(x) if is_tensor else np.asarray(x)
-        h = np.ascontiguousarray(h)
+        is_host = isinstance(x, (np.ndarray, np.generic, float, int, complex, bool))
+        h = np.ascontiguousarray(np.asarray(x) if is_host else self.to_numpy(x))
         out = np.empty((self.size,) + h.shape, dtype=h.dtype)
         self.comm.Allgather(h, out)
 
         def back(r):
-            if is_tensor:
-                return self.lines.from_host(np.asarray(r))
-            return r if isinstance(x, np.ndarray) else r[()] if np.ndim(r) == 0 else r
+            if not is_host:
+                return self.local.xp.asarray(r).to(self.device) if self.name == "torch" else r
+            if isinstance(x, np.ndarray):
+                return r
+            return r[()].item() if isinstance(x, (float, int, complex, bool)) else r[()]
         return out, back
 
     def allsum(self, x):
-        """Sum of ``x`` over the ranks of the group, combined in rank order: bit-identical on
-        every rank (identity when serial). Accepts Python/numpy scalars, arrays and tensors."""
+        """Sum of ``x`` over the ranks of the group, added in rank order, so every rank gets the
+        bit-identical result (identity when serial). Scalars, numpy arrays or tensors."""
         if self.size == 1:
             return x
         stack, back = self._allgather(x)
@@ -413,16 +483,22 @@ class SlabFFT:
         stack, back = self._allgather(x)
         return back(stack.max(axis=0))
 
-    # -- global arrays ----------------------------------------------------------------------
-
+    # -- global arrays in the serial layout --------------------------------------------------
     def _gather(self, local, axis: int, root: int):
-        h = np.ascontiguousarray(self.lines.to_host(local))
+        h = np.ascontiguousarray(self.to_numpy(local))
         if self.size == 1:
             return h.copy()
-        parts = self.comm.gather(h, root=root)  # pickle-5 out-of-band buffers: no extra copy
-        if self.rank != root:
-            return None
-        return np.concatenate(parts, axis=axis)
+        parts = self.comm.gather(h, root=root)
+        return np.concatenate(parts, axis=axis) if self.rank == root else None
+
+    def _scatter(self, global_array, index, complex: bool, root: int):
+        if self.size == 1:
+            return self.asarray(np.asarray(global_array), complex=complex)
+        parts = None
+        if self.rank == root:
+            g = np.asarray(global_array)
+            parts = [np.ascontiguousarray(g[(Ellipsis,) + index(r)]) for r in range(self.size)]
+        return self.asarray(self.comm.scatter(parts, root=root), complex=complex)
 
     def gather_spectral(self, u_hat, root: int = 0):
         """The global spectral array ``(..., n, n//2+1)`` (numpy) on ``root``; None elsewhere."""
@@ -432,29 +508,14 @@ class SlabFFT:
         """The global physical array ``(..., n, n)`` (numpy) on ``root``; None elsewhere."""
         return self._gather(u, -2, root)
 
-    def _scatter(self, global_array, slices, root: int):
-        if self.size == 1:
-            h = np.asarray(global_array)
-        else:
-            parts = None
-            if self.rank == root:
-                g = np.asarray(global_array)
-                parts = [np.ascontiguousarray(g[(Ellipsis,) + s]) for s in slices]
-            h = self.comm.scatter(parts, root=root)
-        return self.lines.from_host(np.ascontiguousarray(h))
-
     def scatter_spectral(self, global_hat, root: int = 0):
-        """This rank's columns of a global spectral array given on ``root`` (ignored elsewhere)."""
-        return self._scatter(global_hat, [(slice(None), slice(s, e)) for s, e in self._kx_blocks], root)
+        """This rank's kx columns of a global spectral array given on ``root`` (ignored elsewhere)."""
+        return self._scatter(global_hat, lambda r: (slice(None), slice(*self._kx_blocks[r])), True, root)
 
     def scatter_physical(self, u, root: int = 0):
         """This rank's rows of a global physical array given on ``root`` (ignored elsewhere)."""
         ny = self.ny_local
-        return self._scatter(u, [(slice(r * ny, (r + 1) * ny), slice(None)) for r in range(self.size)], root)
-
-    def __repr__(self):
-        return (f"SlabFFT(n={self.n}, ranks={self.size}, rank={self.rank}, backend={self.backend}, "
-                f"dtype={self.np_dtype.name}, device={self.device}, y={self.y_slice}, kx={self.kx_slice})")
+        return self._scatter(u, lambda r: (slice(r * ny, (r + 1) * ny), slice(None)), False, root)
 
 
 # --------------------------------------------------------------------------------------------
@@ -510,31 +571,37 @@ def abort_on_error(comm, exit_code: int = 1):
 
 
 def bench(n: int, steps: int, comm=None, *, members: int = 1, ranks_per_member: int | None = None,
-          repeats: int = 3, fft: str = "numpy") -> dict:
-    """Time ``steps`` forward+inverse transform pairs of ``members`` fields of ``n``² (best of
-    ``repeats``). Returns seconds per pair, members*pairs/s and Mpoints*pairs/s."""
+          repeats: int = 3, backend: str = "numpy", threads: int = 1) -> dict:
+    """Time ``steps`` planned forward + inverse transform pairs of every member held by this
+    group (best of ``repeats``; members over groups as in :class:`Decomposition`).
+
+    Returns the seconds per pair and the throughput in members*pairs/s and Mpoints*pairs/s."""
     size = _size(comm)
     rpm = size if ranks_per_member is None else ranks_per_member
     dec = Decomposition(comm, members, rpm)
-    fft_ = SlabFFT(n, dec.group_comm, fft=fft)
-    nloc = max(len(dec.members), 1)
-    rng = np.random.default_rng(fft_.rank)
-    u = rng.standard_normal((nloc,) + fft_.physical_shape)
-    u_hat = fft_.rfft2(u)
-    u = fft_.irfft2(u_hat)
+    from .fft import make_backend
+    be = make_backend(n, backend=backend, threads=threads, comm=dec.group_comm)
+    batch = (len(dec.members),) if len(dec.members) != 1 else ()
+    u, u_hat = be.empty_physical(batch), be.empty_spectral(batch)
+    u[...] = be.asarray(np.random.default_rng(dec.group).standard_normal(u.shape))
+    fwd, inv = be.plan_rfft2(u, u_hat), be.plan_irfft2(u_hat, u)
+    fwd(), inv()
     best = np.inf
     for _ in range(repeats):
         if comm is not None:
             comm.Barrier()
         t0 = time.perf_counter()
         for _ in range(steps):
-            u = fft_.irfft2(fft_.rfft2(u))
+            fwd()
+            inv()
+        be.synchronize()
         if comm is not None:
             comm.Barrier()
         best = min(best, time.perf_counter() - t0)
     per = best / steps
     return {"n": n, "ranks": size, "ranks_per_member": rpm, "members": members, "s_per_pair": per,
-            "members_pairs_per_s": members / per, "mpoints_pairs_per_s": members * n * n / per / 1e6}
+            "members_pairs_per_s": members / per, "mpoints_pairs_per_s": members * n * n / per / 1e6,
+            "backend": be.describe()}
 
 
 def main(argv=None) -> int:
@@ -543,7 +610,7 @@ def main(argv=None) -> int:
     p.add_argument("--members", type=int, default=1)
     p.add_argument("--ranks-per-member", type=int, default=None)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--fft", choices=("numpy", "pyfftw"), default="numpy")
+    p.add_argument("--backend", choices=("numpy", "torch"), default="numpy")
     p.add_argument("--solver", action="store_true", help="time full solver steps instead of FFT pairs")
     a = p.parse_args(argv)
     from mpi4py import MPI
@@ -556,7 +623,7 @@ def main(argv=None) -> int:
                              repeats=a.repeats)
         else:
             r = bench(n, steps, comm, members=a.members, ranks_per_member=a.ranks_per_member,
-                      repeats=a.repeats, fft=a.fft)
+                      repeats=a.repeats, backend=a.backend)
         if comm.Get_rank() == 0:
             print(" ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
     return 0
