@@ -1,0 +1,196 @@
+"""The simulation loop: step, call back, watch for blow-up, optionally adapt dt.
+
+    >>> from solver import Grid, Parameters, Equation, make_forcing, make_stepper, random_field, Simulation
+    >>> g = Grid(128)
+    >>> eq = Equation(g, Parameters(re=2e4, mu=0.1), forcing=make_forcing(g, "cos-xy", kf=4))
+    >>> sim = Simulation(eq, make_stepper("ab2cn", eq, dt=2e-3), random_field(g, kp=10, seed=0))
+    >>> sim.run(t_end=1.0, callbacks=[(100, lambda s: print(s.t, s.energy()))])
+
+Every ``check_every`` steps the loop checks (one global reduction each) that the field is finite
+and that the CFL number is below ``cfl_max``; otherwise it raises
+:class:`suite.errors.SimulationBlowUp` naming the step and the time.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Iterable
+
+import numpy as np
+
+from suite.errors import ConfigError, SimulationBlowUp
+
+from . import diagnostics
+from .stepping import State, Stepper
+
+
+class Simulation:
+    """An equation, a stepper and a state, advanced together.
+
+    ``omega_hat``: the initial spectral field (or pass ``state=`` to continue a restored one).
+    ``adaptive``: adjust dt at each check towards ``cfl_target`` (only when the CFL number leaves
+    [0.7, 1.2] × target, within [dt_min, dt_max]).
+    """
+
+    def __init__(self, equation, stepper: Stepper, omega_hat=None, *, state: State | None = None,
+                 t0: float = 0.0, check_every: int = 50, cfl_max: float = 2.0, adaptive: bool = False,
+                 cfl_target: float = 0.5, dt_min: float = 0.0, dt_max: float = math.inf):
+        if (omega_hat is None) == (state is None):
+            raise ValueError("give exactly one of omega_hat and state")
+        if not (isinstance(check_every, int) and check_every >= 1):
+            raise ConfigError(f"check_every = {check_every!r}: must be an integer >= 1", field="check_every")
+        if not cfl_max > 0:
+            raise ConfigError(f"dns.cfl_max = {cfl_max!r}: must be > 0", field="dns.cfl_max")
+        self.equation, self.stepper, self.grid = equation, stepper, equation.grid
+        self.state = state if state is not None else stepper.init_state(omega_hat, t=t0)
+        self.check_every, self.cfl_max = check_every, cfl_max
+        self.adaptive, self.cfl_target, self.dt_min, self.dt_max = adaptive, cfl_target, dt_min, dt_max
+        self.last_cfl = float("nan")
+
+    # convenient views
+    @property
+    def t(self) -> float:
+        return self.state.t
+
+    @property
+    def step_count(self) -> int:
+        return self.state.step
+
+    @property
+    def omega_hat(self):
+        return self.state.omega_hat
+
+    def omega(self):
+        """Physical vorticity (backend array, local rows)."""
+        return self.grid.backend.irfft2(self.state.omega_hat)
+
+    def energy(self):
+        return diagnostics.energy(self.grid, self.state.omega_hat)
+
+    def enstrophy(self):
+        return diagnostics.enstrophy(self.grid, self.state.omega_hat)
+
+    def cfl(self):
+        return diagnostics.cfl(self.grid, self.state.omega_hat, self.stepper.dt)
+
+    def check(self) -> float:
+        """Raise SimulationBlowUp on NaN/inf or CFL > cfl_max; adapt dt if asked. Returns the CFL."""
+        st = self.state
+        if not diagnostics.is_finite(self.grid, st.omega_hat):
+            raise SimulationBlowUp(f"simulation blew up: non-finite vorticity at step {st.step}, t = {st.t:.6g}")
+        c = float(np.max(self.cfl()))
+        self.last_cfl = c
+        if not c <= self.cfl_max:
+            raise SimulationBlowUp(f"simulation blew up: CFL = {c:.3g} > cfl_max = {self.cfl_max:g} "
+                                   f"at step {st.step}, t = {st.t:.6g} (dt = {self.stepper.dt:g})")
+        if self.adaptive and c > 0 and not (0.7 * self.cfl_target <= c <= 1.2 * self.cfl_target):
+            dt = min(max(self.stepper.dt * self.cfl_target / c, self.dt_min), self.dt_max)
+            self.stepper.set_dt(dt)
+        return c
+
+    def run(self, t_end: float | None = None, steps: int | None = None,
+            callbacks: Iterable[tuple[int, Callable]] = (), progress: bool = False) -> "Simulation":
+        """Advance ``steps`` steps, or until ``t_end`` (the last step is shortened to land on it).
+
+        ``callbacks``: (every, fn) pairs; ``fn(sim)`` is called after every ``every``-th step
+        (counted by the state's step number). ``progress``: a tqdm bar (root rank only)."""
+        if (t_end is None) == (steps is None):
+            raise ValueError("give exactly one of t_end and steps")
+        callbacks = list(callbacks)
+        bar = None
+        if progress and self.grid.backend.is_root:
+            from tqdm import tqdm
+            bar = tqdm(total=steps if steps is not None else t_end - self.t, unit="step" if steps else "t",
+                       leave=False)
+        done = 0
+        try:
+            while True:
+                if steps is not None and done >= steps:
+                    break
+                if t_end is not None:
+                    left = t_end - self.t
+                    if left <= 1e-12 * max(1.0, abs(t_end)):
+                        break
+                    if left < self.stepper.dt * (1 - 1e-12):
+                        keep = self.stepper.dt
+                        self.stepper.set_dt(left)
+                        self._one()
+                        self.stepper.set_dt(keep)
+                        done += 1
+                        if bar is not None:
+                            bar.update(left)
+                        continue
+                t_before = self.t
+                self._one()
+                done += 1
+                if bar is not None:
+                    bar.update(1 if steps is not None else self.t - t_before)
+                for every, fn in callbacks:
+                    if self.state.step % every == 0:
+                        fn(self)
+        finally:
+            if bar is not None:
+                bar.close()
+        return self
+
+    def _one(self):
+        self.stepper(self.state)
+        if self.state.step % self.check_every == 0:
+            self.check()
+
+
+# --------------------------------------------------------------------------------------------
+# performance: time per step against the FFT floor
+
+
+def measure_step_vs_floor(n: int, backend: str = "numpy", dtype: str = "float64", steps: int = 20,
+                          threads: int = 0, repeats: int = 5, device: str = "cpu",
+                          stepper: str = "ab2cn") -> dict:
+    """Time one forced-turbulence step (2/3 rule, advective Jacobian) against the FFT floor.
+
+    The floor is the time of the 5 real 2D FFTs such a step needs (4 inverse, 1 forward), taken
+    with the same backend object (same library, plans and threads). Best of ``repeats`` runs of
+    ``steps`` steps each. Returns ms_per_step, floor_ms, ratio, mpoints_steps_per_s and a
+    description of the backend."""
+    from .equation import Equation, Parameters
+    from .fft import make_backend
+    from .forcing import make_forcing
+    from .grid import Grid
+    from .initial import random_field
+    from .stepping import make_stepper
+
+    be = make_backend(n, backend=backend, dtype=dtype, device=device, threads=threads)
+    g = Grid(n, backend=be)
+    eq = Equation(g, Parameters(re=2e4, mu=0.1), forcing=make_forcing(g, "cos-xy", kf=4))
+    st = make_stepper(stepper, eq, dt=1e-4)
+    state = st.init_state(random_field(g, kp=10, seed=0))
+    for _ in range(3):
+        st(state)
+    be.synchronize()
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            st(state)
+        be.synchronize()
+        best = min(best, (time.perf_counter() - t0) / steps)
+    # the floor: 4 planned inverse + 1 planned forward transform on their own buffers
+    specs = [be.zeros_spectral() for _ in range(4)]
+    phys = [be.zeros_physical() for _ in range(4)]
+    for s in specs:
+        s[...] = state.omega_hat
+    out = be.zeros_spectral()
+    plans = [be.plan_irfft2(s, p) for s, p in zip(specs, phys)] + [be.plan_rfft2(phys[0], out)]
+    for p in plans:
+        p()
+    floor = math.inf
+    for _ in range(repeats):
+        be.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            for p in plans:
+                p()
+        be.synchronize()
+        floor = min(floor, (time.perf_counter() - t0) / steps)
+    return {"n": n, "backend": be.describe(), "ms_per_step": best * 1e3, "floor_ms": floor * 1e3,
+            "ratio": best / floor, "mpoints_steps_per_s": n * n / best / 1e6}
