@@ -22,9 +22,8 @@ Models are stored in a folder as ``model.pt`` = {"state_dict", "model_config", "
 """
 from __future__ import annotations
 
+import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -32,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import DataError
+from .rundir import write_bytes_atomic
 
 PADDINGS = ("circular", "zeros")
 VARIABLES = ("psi", "omega", "pi")
@@ -211,21 +211,6 @@ def model_from_config(cfg) -> ClosureCNN:
 # storage
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _check_norm(norm: dict) -> dict:
     try:
         return {k: {v: float(norm[k][v]) for v in VARIABLES} for k in ("mean", "std")}
@@ -238,9 +223,10 @@ def save_model(folder, model: ClosureCNN, norm: dict, meta: dict | None = None) 
     folder = Path(folder)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     blob = {"state_dict": state, "model_config": dict(model.config), "norm": _check_norm(norm)}
-    _atomic_write(folder / "model.pt", lambda f: torch.save(blob, f))
-    text = json.dumps(meta or {}, indent=2, default=_json_default).encode()
-    _atomic_write(folder / "meta.json", lambda f: f.write(text))
+    buf = io.BytesIO()
+    torch.save(blob, buf)
+    write_bytes_atomic(folder / "model.pt", buf.getvalue())
+    write_bytes_atomic(folder / "meta.json", json.dumps(meta or {}, indent=2, default=_json_default).encode())
     return folder
 
 

@@ -87,7 +87,7 @@ def test_save_load_roundtrip(tmp_path):
     blob = torch.load(tmp_path / "m" / "model.pt", weights_only=True)
     assert set(blob) == {"state_dict", "model_config", "norm"}
     assert json.loads((tmp_path / "m" / "meta.json").read_text())["loss"] == [1.0, 0.5]
-    assert not [p for p in (tmp_path / "m").iterdir() if p.name.endswith(".tmp")]
+    assert not [p for p in (tmp_path / "m").iterdir() if ".tmp" in p.name]
 
 
 def test_load_model_errors(tmp_path):
