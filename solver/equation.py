@@ -100,7 +100,8 @@ class Equation:
         self.linear_np = np.broadcast_to(lin, be.spectral_shape).copy()
         self.linear = be.asarray(self.linear_np, complex=True)
         mask = g["dealias"] if dealias == "2/3" else g["nyquist_free"]
-        self.mask_np = np.broadcast_to(mask, be.spectral_shape).astype(float)
+        # the mean vorticity is zero on a periodic domain: k = 0 is masked too (no rounding drift)
+        self.mask_np = np.broadcast_to(mask * (g["k2"] > 0), be.spectral_shape).astype(float)
         self.mask = be.asarray(self.mask_np)
         steady = getattr(forcing, "hat", None)
         self.forcing_hat = None if steady is None else be.asarray(steady * self.mask_np, complex=True)

@@ -160,7 +160,7 @@ class FFTBackend:
         if self.is_torch:
             if isinstance(x, self.xp.Tensor):
                 return x.to(device=self.device, dtype=dt)
-            return self.xp.as_tensor(np.asarray(x), device=self.device).to(dt)
+            return self.xp.as_tensor(np.array(x), device=self.device).to(dt)
         return np.asarray(x, dtype=dt)
 
     def to_numpy(self, x) -> np.ndarray:
