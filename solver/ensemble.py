@@ -196,11 +196,16 @@ class EnsembleRun:
         member has one; returns False (nothing changed) when none exist. A damaged or foreign file
         raises DataError on every rank. Collective over the world."""
         directory = Path(directory or self.checkpoint_dir)
-        have = ck.latest_step(directory, range(self.decomp.n_members)) is not None
+        present = [m for m in range(self.decomp.n_members) if ck.member_path(directory, m).is_file()]
         if self.world is not None:
-            have = all(self.world.allgather(have))
-        if not have:
+            present = self.world.bcast(present, root=0)
+        if not present:
             return False
+        if len(present) < self.decomp.n_members:
+            missing = sorted(set(range(self.decomp.n_members)) - set(present))
+            raise DataError(f"checkpoint folder {directory} is incomplete: no file for member(s) "
+                            f"{', '.join(map(str, missing[:10]))}: restore the missing files, or delete the "
+                            "folder to start the run afresh", field="checkpoint")
         error = None
         if not self.decomp.idle:
             try:
