@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..errors import UsageError
 from .common import add_config_options, config_from_args, csv_list, run_dir_from_args
 
 
@@ -54,6 +55,8 @@ def cmd_submit(args) -> int:
 def cmd_status(args) -> int:
     from jobs.submit import failed, format_states, states, wait
 
+    if args.timeout <= 0:
+        raise UsageError(f"--timeout {args.timeout:g}: must be > 0 seconds", field="timeout")
     run_dir = _run_dir(args)
     try:
         rows = wait(run_dir, timeout=args.timeout) if args.wait else states(run_dir)
