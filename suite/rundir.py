@@ -25,11 +25,13 @@ class RunLocked(UsageError):
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: str | Path, command: str, comm=None):
+def run_lock(run_dir: str | Path, command: str, comm=None, shared: bool = False):
     """Hold the run folder's lock for the duration of the block.
 
     Under MPI only rank 0 of ``comm`` takes the lock (the ranks of one job are one command); the
-    outcome is broadcast so that every rank raises the same error.
+    outcome is broadcast so that every rank raises the same error. ``shared=True`` is for commands
+    designed to run side by side on one folder (the slices of a transfer sweep, which never write the
+    same file): they share the lock with each other and exclude every exclusive holder.
     """
     rank = comm.Get_rank() if comm is not None else 0
     fd = None
@@ -40,7 +42,7 @@ def run_lock(run_dir: str | Path, command: str, comm=None):
         path = run_dir / LOCK_NAME
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             try:
                 holder = json.loads(Path(path).read_text() or "{}")
@@ -48,10 +50,11 @@ def run_lock(run_dir: str | Path, command: str, comm=None):
                 holder = {}
             os.close(fd)
             fd = None
-            err = (f"run folder {run_dir} is in use by `turbtl {holder.get('command', '?')}` "
-                   f"(pid {holder.get('pid', '?')} on {holder.get('host', '?')}, since "
-                   f"{holder.get('since', '?')}); wait for it to finish or use another --run-dir")
-        else:
+            who = (f"`turbtl {holder['command']}` (pid {holder.get('pid', '?')} on {holder.get('host', '?')}, "
+                   f"since {holder.get('since', '?')})" if holder.get("command")
+                   else "other turbtl commands (e.g. transfer slices)")
+            err = f"run folder {run_dir} is in use by {who}; wait for it to finish or use another --run-dir"
+        elif not shared:  # shared holders (several at once) leave the record empty
             os.ftruncate(fd, 0)
             os.write(fd, json.dumps({"command": command, "pid": os.getpid(), "host": socket.gethostname(),
                                      "since": time.strftime("%Y-%m-%dT%H:%M:%S")}).encode())
@@ -64,8 +67,9 @@ def run_lock(run_dir: str | Path, command: str, comm=None):
         yield
     finally:
         if fd is not None:
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
+            if not shared:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 

@@ -49,3 +49,16 @@ def test_stage_records_round_trip(tmp_path):
     assert read_stage(tmp_path, "train") is None
     write_json_atomic(tmp_path / "x.json", {"a": 1})
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".x.json")]
+
+
+def test_shared_holders_coexist_and_exclude_exclusive_ones(tmp_path):
+    with run_lock(tmp_path, "transfer --slice 1/2", shared=True):
+        with run_lock(tmp_path, "transfer --slice 2/2", shared=True):
+            with pytest.raises(RunLocked) as e:
+                with run_lock(tmp_path, "train"):
+                    pass
+            assert "transfer slices" in str(e.value)
+    with run_lock(tmp_path, "train"):
+        with pytest.raises(RunLocked):
+            with run_lock(tmp_path, "transfer --slice 1/2", shared=True):
+                pass
