@@ -54,11 +54,12 @@ def run_lock(run_dir: str | Path, command: str, comm=None, shared: bool = False)
                    f"since {holder.get('since', '?')})" if holder.get("command")
                    else "other turbtl commands (e.g. transfer slices)")
             err = f"run folder {run_dir} is in use by {who}; wait for it to finish or use another --run-dir"
-        elif not shared:  # shared holders (several at once) leave the record empty
-            os.ftruncate(fd, 0)
-            os.write(fd, json.dumps({"command": command, "pid": os.getpid(), "host": socket.gethostname(),
-                                     "since": time.strftime("%Y-%m-%dT%H:%M:%S")}).encode())
-            os.fsync(fd)
+        else:
+            if not shared:  # shared holders (several at once) leave the record empty
+                os.ftruncate(fd, 0)
+                os.write(fd, json.dumps({"command": command, "pid": os.getpid(), "host": socket.gethostname(),
+                                         "since": time.strftime("%Y-%m-%dT%H:%M:%S")}).encode())
+                os.fsync(fd)
     if comm is not None and comm.Get_size() > 1:
         err = comm.bcast(err, root=0)
     if err:
