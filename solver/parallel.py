@@ -24,9 +24,11 @@ library's reduction tree happens to give).
 one rank is raised on every rank with the same message, and an unexpected exception on one rank
 aborts the whole job instead of leaving its partners waiting in a collective forever.
 
-Benchmark (one thread per rank)::
+Benchmark (one thread per rank; FFT pairs, or full solver steps with ``--solver``; rank 0 prints
+one line of ``key=value``)::
 
-    OMP_NUM_THREADS=1 mpiexec -n 2 python -m solver.parallel --bench 1024 20
+    OMP_NUM_THREADS=1 mpiexec -n 2 python -m solver.parallel --bench 1024 20 [--solver]
+        [--members M --ranks-per-member R --repeats K --backend numpy|torch]
 """
 from __future__ import annotations
 
@@ -44,8 +46,8 @@ from suite.errors import ConfigError, SimulationBlowUp
 
 from .fft import FFTBackend
 
-__all__ = ["block_range", "Decomposition", "SlabFFT", "agree_or_raise", "abort_on_error",
-           "local_device", "bench"]
+__all__ = ["block_range", "check_slab_grid", "Decomposition", "SlabFFT", "agree_or_raise", "collective",
+           "abort_on_error", "local_device", "bench"]
 
 
 def block_range(n_items: int, n_parts: int, part: int) -> tuple[int, int]:
@@ -82,13 +84,13 @@ class Decomposition:
     def __init__(self, comm, members: int, ranks_per_member: int = 1):
         size = _size(comm)
         if members < 1:
-            raise ConfigError(f"members = {members}: must be >= 1", field="dns.members")
+            raise collective(ConfigError(f"members = {members}: must be >= 1", field="dns.members"))
         if ranks_per_member < 1 or size % ranks_per_member:
-            raise ConfigError(
+            raise collective(ConfigError(
                 f"dns.ranks_per_member = {ranks_per_member}: must be >= 1 and divide the number of "
                 f"MPI ranks ({size}); accepted here: "
                 f"{', '.join(str(d) for d in range(1, size + 1) if size % d == 0)}",
-                field="dns.ranks_per_member")
+                field="dns.ranks_per_member"))
         self.world = comm
         self.n_members = members
         self.ranks_per_member = ranks_per_member
@@ -138,10 +140,10 @@ def check_slab_grid(n: int, ranks: int) -> None:
     one of the ``n//2+1`` spectral columns."""
     if n % ranks or n // 2 + 1 < ranks:
         ok = [d for d in range(1, n + 1) if n % d == 0 and n // 2 + 1 >= d]
-        raise ConfigError(
+        raise collective(ConfigError(
             f"grid.n_dns = {n} cannot be slab-decomposed over {ranks} ranks per member: n must be a "
             f"multiple of the ranks per member and n//2+1 >= ranks; ranks per member accepted for "
-            f"n = {n}: {', '.join(map(str, ok))}", field="grid.n_dns")
+            f"n = {n}: {', '.join(map(str, ok))}", field="grid.n_dns"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -529,7 +531,7 @@ def agree_or_raise(comm, problem: str | None, *, exc=SimulationBlowUp) -> None:
     One small allgather; call it at the same points on every rank (e.g. every few steps)."""
     if comm is None or comm.Get_size() == 1:
         if problem:
-            raise _collective(exc(problem))
+            raise collective(exc(problem))
         return
     problems = comm.allgather(problem)
     bad = [(r, p) for r, p in enumerate(problems) if p]
@@ -538,11 +540,13 @@ def agree_or_raise(comm, problem: str | None, *, exc=SimulationBlowUp) -> None:
             msg = bad[0][1] + f" (on rank{'s' if len(bad) > 1 else ''} {', '.join(str(r) for r, _ in bad)})"
         else:
             msg = "; ".join(f"rank {r}: {p}" for r, p in bad)
-        raise _collective(exc(msg))
+        raise collective(exc(msg))
 
 
-def _collective(e: BaseException) -> BaseException:
-    e.collective = True  # raised identically on every rank: no need to abort the job
+def collective(e: BaseException) -> BaseException:
+    """Mark ``e`` as raised identically on every rank (so :func:`abort_on_error` lets it
+    propagate instead of aborting the job); returns ``e``."""
+    e.collective = True
     return e
 
 
@@ -611,16 +615,17 @@ def main(argv=None) -> int:
     p.add_argument("--ranks-per-member", type=int, default=None)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--backend", choices=("numpy", "torch"), default="numpy")
-    p.add_argument("--solver", action="store_true", help="time full solver steps instead of FFT pairs")
+    p.add_argument("--solver", action="store_true",
+                   help="time AB2-CN steps of forced turbulence (solver.ensemble.bench_steps) instead of FFT pairs")
     a = p.parse_args(argv)
     from mpi4py import MPI
     comm = MPI.COMM_WORLD
     with abort_on_error(comm):
         n, steps = a.bench
         if a.solver:
-            from .parallel_bench import bench_solver  # noqa: F401  (optional, see report)
-            r = bench_solver(n, steps, comm, members=a.members, ranks_per_member=a.ranks_per_member,
-                             repeats=a.repeats)
+            from .ensemble import bench_steps
+            r = bench_steps(n, steps, comm, members=a.members, ranks_per_member=a.ranks_per_member,
+                            repeats=a.repeats, backend=a.backend)
         else:
             r = bench(n, steps, comm, members=a.members, ranks_per_member=a.ranks_per_member,
                       repeats=a.repeats, backend=a.backend)
