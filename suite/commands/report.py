@@ -1,0 +1,39 @@
+"""`turbtl report`: RUN/report.html, one self-contained page with every figure embedded."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..errors import UsageError
+from .common import add_config_options, config_from_args, run_dir_from_args
+
+
+def run(args) -> int:
+    from ..report import write_report
+    from ..rundir import record_stage, run_lock
+
+    if args.run_dir is None:
+        cfg = config_from_args(args)
+        run_dir = run_dir_from_args(args, cfg)
+    else:
+        run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise UsageError(f"--run-dir {run_dir}: no such run folder (run `turbtl run` or the stages first)",
+                         field="run-dir")
+    t0 = time.perf_counter()
+    with run_lock(run_dir, "report"):
+        out = write_report(run_dir)
+        summary = f"report -> {out} ({out.stat().st_size / 1e6:.1f} MB)"
+        record_stage(run_dir, "report", time.perf_counter() - t0, summary)
+    print(summary)
+    return 0
+
+
+def register(sub):
+    p = sub.add_parser("report", help="write RUN/report.html (self-contained, figures embedded)",
+                       description="Summarise a run folder in one HTML page: systems, spectra, base "
+                       "metrics vs physics closures, the CC of every transfer subset, filter classes, "
+                       "most-changed kernels, the layer recommendation vs the measured best, online LES, "
+                       "timings and provenance. Sections of stages that have not run say so.")
+    add_config_options(p)
+    p.set_defaults(func=run)

@@ -1,0 +1,288 @@
+"""`turbtl report`: one self-contained HTML page (figures embedded) summarising a run folder.
+
+Sections: systems and their parameters; DNS energy spectra and Π spectra, base vs targets; the
+base network's a-priori metrics next to the physics closures; the CC of every transfer subset
+(singles, pairs, the distribution over all subsets, the ranked table with the references);
+filter-class fractions per layer; the most-changed kernels before/after TL; the physics-guided
+layer recommendation against the measured best; online LES (when run); timings of every stage;
+provenance. A section whose stage has not run says so and names the command that produces it.
+
+The page reads only what the stages wrote; it computes nothing that a stage should have stored,
+except the Π spectra of the stores (a cheap FFT of the LES-grid fields).
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .browser import MARK_IMAGES_JS
+from .rundir import read_stage, write_bytes_atomic
+
+STAGES = ("dns", "train", "transfer", "analyze", "les", "report")
+
+
+# --------------------------------------------------------------------------------------------
+# small HTML helpers
+
+
+def _esc(x) -> str:
+    return html.escape(str(x))
+
+
+def _fmt(v, digits=3) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "–"
+        return f"{v:.{digits}f}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2e}"
+    return _esc(v)
+
+
+def _table(header: list[str], rows: list[list], cls: str = "") -> str:
+    th = "".join(f"<th>{_esc(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f'<table class="{cls}"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _img(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode()
+    return f'<figure><img alt="{_esc(alt)}" src="data:image/png;base64,{data}"><figcaption>{_esc(alt)}</figcaption></figure>'
+
+
+def _img_file(path: str | Path, alt: str) -> str:
+    p = Path(path)
+    return _img(p.read_bytes(), alt) if p.is_file() else _missing(f"figure {p.name} not found")
+
+
+def _missing(what: str) -> str:
+    return f'<p class="missing">{_esc(what)}</p>'
+
+
+def _fig_png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# sections
+
+
+def _stores(run_dir: Path) -> dict[str, Path]:
+    d = run_dir / "fdns"
+    return {p.name[:-5]: p for p in sorted(d.glob("*.zarr"))} if d.is_dir() else {}
+
+
+def _systems_section(run_dir: Path) -> tuple[str, dict]:
+    from .fdns import read_attrs
+    stores = _stores(run_dir)
+    if not stores:
+        return _missing("no FDNS stores: run `turbtl dns`"), {}
+    keys = ["re", "nu", "kf", "mu", "beta", "forcing", "n_dns", "n_les", "dt", "stepper", "dealias",
+            "filter", "filter_width", "spinup_time", "sample_interval"]
+    rows, attrs = [], {}
+    for name, path in stores.items():
+        a = read_attrs(path)
+        attrs[name] = a
+        rows.append([name] + [a.get(k, "–") for k in keys])
+    return _table(["system"] + keys, rows), attrs
+
+
+def _spectra_section(run_dir: Path, attrs: dict) -> str:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .fdns import open_fdns
+    from .metrics import spectrum
+    if not attrs:
+        return ""
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    slopes = []
+    for name, path in _stores(run_dir).items():
+        ds = open_fdns(path)
+        if "spectrum_dns" in ds and ds.sizes.get("time", 0):
+            e = np.asarray(ds["spectrum_dns"].mean(("member", "time")).values)
+            k = np.asarray(ds["k"].values, dtype=float)
+            sel = (k > 0) & (e > 0)
+            a1.loglog(k[sel], e[sel], label=name)
+            kf = float(attrs[name].get("kf", 0) or 0)
+            n_dns = int(attrs[name].get("n_dns", len(k)))
+            fit = (k >= max(2 * kf, 3)) & (k <= n_dns / 6) & (e > 0)
+            if fit.sum() >= 3:
+                slopes.append([name, float(np.polyfit(np.log(k[fit]), np.log(e[fit]), 1)[0]),
+                               f"{k[fit][0]:.0f}–{k[fit][-1]:.0f}"])
+        pi = ds["pi"].isel(time=slice(-min(8, ds.sizes["time"]), None)).values
+        kk, ep = spectrum(pi.reshape(-1, *pi.shape[-2:]), float(attrs[name]["L"]))
+        a2.loglog(kk[1:], ep[1:], label=name)
+    kref = np.array([6.0, 30.0])
+    a1.loglog(kref, 0.5 * a1.get_ylim()[1] * (kref / kref[0]) ** -3, "k--", lw=0.8, label="k⁻³")
+    a1.set(xlabel="k", ylabel="E(k)", title="DNS energy spectra")
+    a2.set(xlabel="k", ylabel="|Π̂|² shell sum", title="SGS term Π spectra (LES grid)")
+    for a in (a1, a2):
+        a.legend(fontsize=8)
+        a.grid(alpha=0.3, which="both")
+    out = _img(_fig_png(fig), "DNS energy spectra and Π spectra, base vs targets")
+    if slopes:
+        out += _table(["system", "fitted slope of E(k)", "fit range k"], slopes)
+    return out
+
+
+def _base_section(run_dir: Path) -> str:
+    p = run_dir / "models" / "base" / "metrics.json"
+    if not p.is_file():
+        return _missing("no base network: run `turbtl train`")
+    m = json.loads(p.read_text())
+    keys = ["cc", "cc_backscatter", "cc_diffusion", "rel_l2"]
+    rows = [[name] + [float(v.get(k, float("nan"))) for k in keys] for name, v in m["models"].items()]
+    perf = m.get("performance", {})
+    note = (f"<p>Test split of <b>{_esc(m.get('system'))}</b>: {m.get('n_test')} snapshots; trained on "
+            f"{m.get('n_train')}; {_fmt(perf.get('samples_per_s', float('nan')), 1)} samples/s on "
+            f"{perf.get('world_size', 1)} process(es), {_esc(perf.get('device', ''))}.</p>")
+    return note + _table(["model"] + keys, rows)
+
+
+def _sweep_section(run_dir: Path) -> tuple[str, dict]:
+    try:
+        from .transfer import load_results
+        df = load_results(run_dir)
+    except Exception as e:  # noqa: BLE001 - the section says what is missing
+        return _missing(f"no transfer sweep results ({e}): run `turbtl transfer`"), {}
+    if df is None or len(df) == 0:
+        return _missing("no transfer sweep results: run `turbtl transfer`"), {}
+    out, best = [], {}
+    for target, g in df.groupby("target"):
+        tl = g[g["kind"] == "tl"].sort_values("cc", ascending=False)
+        refs = g[g["kind"] != "tl"]
+        out.append(f"<h3>target {_esc(target)}: {len(tl)} subsets</h3>")
+        rows = [[r.kind, r.mask, r.fraction, r.seed, r.cc, r.cc_backscatter, r.cc_diffusion, r.n_trainable]
+                for r in list(tl.head(8).itertuples()) + list(refs.itertuples())]
+        out.append(_table(["kind", "mask (layer 1 first)", "fraction", "seed", "CC", "CC backscatter",
+                           "CC diffusion", "trained params"], rows))
+        singles = tl[tl["n_layers_trained"] == 1].sort_values("cc", ascending=False)
+        if len(singles):
+            best[target] = {"best_single": int(singles.iloc[0]["first_trainable"]),
+                            "best_mask": str(tl.iloc[0]["mask"]), "best_cc": float(tl.iloc[0]["cc"])}
+    return "".join(out), best
+
+
+def _analysis_section(run_dir: Path, best: dict) -> dict[str, str]:
+    try:
+        from analysis import summary
+        s = summary(run_dir)
+    except Exception as e:  # noqa: BLE001
+        msg = _missing(f"no analysis ({e}): run `turbtl analyze`")
+        return {"cc": msg, "classes": msg, "kernels": msg, "recommend": msg, "activations": msg}
+    f = s["figures"]
+    cc = "".join(_img_file(f[k], t) for k, t in (("cc_layers", "CC of single-layer re-training and the pairs matrix"),
+                                                 ("cc_by_first_layer", "CC over all subsets, grouped by the first trainable layer"))
+                 if k in f)
+    classes = _img_file(f["class_fractions"], "filter-class fractions per layer, base vs TL") if "class_fractions" in f else ""
+    rows = [[l] + [s["class_fractions_base"][str(l)][c] for c in s["classes"]] for l in s["layers"]]
+    classes += "<h3>base network</h3>" + _table(["layer"] + s["classes"], rows)
+    kernels = _img_file(f["most_changed_kernels"], "most-changed kernels, |Ŵ| before and after TL") if "most_changed_kernels" in f else ""
+    acts = (_img_file(f["activation_ratios"], "activation spectra ratio TL/base per layer") if "activation_ratios" in f else "")
+    acts += _img_file(f["data_spectra"], "data spectra ψ̄, ω̄, Π: base vs targets") if "data_spectra" in f else ""
+    rec_rows = []
+    for t, v in s["targets"].items():
+        rec_rows.append([t, v.get("recommended"), v.get("measured_best"), v.get("spearman_rho", float("nan")),
+                         ", ".join(map(str, v.get("disagreements", []))) or "–",
+                         best.get(t, {}).get("best_mask", "–"), best.get(t, {}).get("best_cc", float("nan"))])
+    rec = _table(["target", "recommended layer (framework, before TL)", "measured best single layer",
+                  "Spearman ρ (predicted vs measured ranking)", "layers ranked differently",
+                  "best subset overall", "its CC"], rec_rows)
+    return {"cc": cc, "classes": classes, "kernels": kernels, "recommend": rec, "activations": acts}
+
+
+def _les_section(run_dir: Path) -> str:
+    d = run_dir / "les"
+    csvs = sorted(d.glob("*_metrics.csv")) if d.is_dir() else []
+    if not csvs:
+        return _missing("no online LES: run `turbtl les`")
+    import pandas as pd
+    out = []
+    for c in csvs:
+        df = pd.read_csv(c)
+        out.append(f"<h3>{_esc(c.stem.replace('_metrics', ''))}</h3>")
+        out.append(_table(list(df.columns), df.values.tolist()))
+    for png in sorted((run_dir / "figures").glob("les_*.png")):
+        out.append(_img_file(png, png.stem.replace("_", " ")))
+    return "".join(out)
+
+
+def _timings_section(run_dir: Path) -> str:
+    rows = []
+    for st in STAGES:
+        rec = read_stage(run_dir, st)
+        if rec:
+            rows.append([st, rec["wall_s"], rec.get("summary", ""), rec.get("finished", "")])
+    return _table(["stage", "wall time [s]", "summary", "finished"], rows) if rows else _missing("no stage records")
+
+
+def _provenance_section(run_dir: Path, attrs: dict) -> str:
+    meta = run_dir / "models" / "base" / "meta.json"
+    prov = None
+    if meta.is_file():
+        prov = json.loads(meta.read_text()).get("provenance")
+    if prov is None and attrs:
+        p = next(iter(attrs.values())).get("provenance")
+        prov = json.loads(p) if isinstance(p, str) else p
+    if not prov:
+        return _missing("no provenance recorded")
+    libs = prov.get("libraries", {})
+    rows = [["code version", prov.get("code_version")], ["created", prov.get("created")], ["host", prov.get("host")]]
+    rows += [[k, v] for k, v in libs.items()]
+    cfg = prov.get("config")
+    extra = (f"<details><summary>resolved configuration</summary><pre>{_esc(json.dumps(cfg, indent=1))}</pre></details>"
+             if cfg else "")
+    return _table(["item", "value"], rows) + extra
+
+
+CSS = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1250px;color:#222;line-height:1.45}
+h1{margin-bottom:0} h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.8em 0;font-size:.9em} td,th{border:1px solid #ccc;padding:.25em .55em;text-align:right}
+th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
+figure{display:inline-block;margin:.5em} img{max-width:1200px;border:1px solid #eee}
+figcaption{font-size:.85em;color:#555} .missing{color:#a33;font-style:italic} nav a{margin-right:1em}
+"""
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write ``DIR/report.html`` and return its path."""
+    import matplotlib
+    matplotlib.use("Agg")
+    run_dir = Path(run_dir)
+    sys_html, attrs = _systems_section(run_dir)
+    sweep_html, best = _sweep_section(run_dir)
+    ana = _analysis_section(run_dir, best)
+    sections = [
+        ("systems", "Systems", sys_html),
+        ("spectra", "DNS and Π spectra", _spectra_section(run_dir, attrs)),
+        ("base", "Base network vs physics closures (a priori, test split)", _base_section(run_dir)),
+        ("sweep", "Transfer learning: every layer-freezing subset", ana["cc"] + sweep_html),
+        ("recommend", "Physics-guided layer recommendation vs measured best", ana["recommend"]),
+        ("classes", "Learned filters: class fractions per layer", ana["classes"]),
+        ("kernels", "Most-changed kernels through TL", ana["kernels"]),
+        ("activations", "Activation and data spectra", ana["activations"]),
+        ("les", "Online LES (a posteriori)", _les_section(run_dir)),
+        ("timings", "Timings of every stage", _timings_section(run_dir)),
+        ("provenance", "Provenance", _provenance_section(run_dir, attrs)),
+    ]
+    nav = "".join(f'<a href="#{k}">{_esc(t.split(":")[0])}</a>' for k, t, _ in sections)
+    body = "".join(f'<section id="{k}"><h2>{_esc(t)}</h2>{h}</section>' for k, t, h in sections)
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>turbtl report: {_esc(run_dir.name)}</title>"
+            f"<style>{CSS}</style></head><body><h1>turbtl report — {_esc(run_dir.name)}</h1>"
+            "<p>Transfer learning of CNN subgrid-scale closures for 2D turbulence "
+            "(after Subel, Guan, Chattopadhyay &amp; Hassanzadeh, PNAS Nexus 2023).</p>"
+            f"<nav>{nav}</nav>{body}{MARK_IMAGES_JS}</body></html>")
+    out = run_dir / "report.html"
+    write_bytes_atomic(out, page.encode())
+    return out
