@@ -86,8 +86,12 @@ class FDNSData:
             raise ValueError(f"split = {split!r}: must be train, val or test")
         return np.flatnonzero(self.labels == split)
 
-    def snapshots(self, split: str, fraction: float = 1.0, seed: int = 0) -> np.ndarray:
-        """(member, time) positions of the complete snapshots of ``split``; a seeded subset if fraction < 1."""
+    def snapshots(self, split: str, fraction: float = 1.0, seed: int = 0, count: int | None = None) -> np.ndarray:
+        """(member, time) positions of the complete snapshots of ``split``; a seeded subset if fraction < 1.
+
+        ``count`` (instead of ``fraction``) asks for exactly that many snapshots (the transfer sweep's
+        fractions are of the *base* training size); DataError if the split has fewer.
+        """
         if not 0 < fraction <= 1:
             raise ValueError(f"fraction = {fraction!r}: must be in (0, 1]")
         mem = self.members(split)
@@ -96,8 +100,11 @@ class FDNSData:
         if len(pairs) == 0:
             raise DataError(f"{self.path}: the {split!r} split has no complete snapshots "
                             f"(members {mem.tolist()}); finish `turbtl dns` first", field="store")
-        if fraction < 1:
-            k = max(1, int(round(fraction * len(pairs))))
+        if count is not None and not 1 <= count <= len(pairs):
+            raise DataError(f"{self.path}: {count} snapshots asked of the {split!r} split, which has "
+                            f"{len(pairs)} complete ones (accepted: 1 to {len(pairs)})", field="fraction")
+        if fraction < 1 or (count is not None and count < len(pairs)):
+            k = count if count is not None else max(1, int(round(fraction * len(pairs))))
             rng = np.random.default_rng(seed)
             pairs = pairs[np.sort(rng.choice(len(pairs), size=k, replace=False))]
         return pairs
@@ -131,9 +138,10 @@ class FDNSData:
         arrays = self.read(self.snapshots(split, fraction, seed))
         return norm_from_arrays(arrays)
 
-    def tensors(self, split: str, norm: dict, fraction: float = 1.0, seed: int = 0) -> SplitTensors:
+    def tensors(self, split: str, norm: dict, fraction: float = 1.0, seed: int = 0,
+                count: int | None = None) -> SplitTensors:
         """The normalized float32 tensors of a split (fixed, reusable: e.g. by the transfer sweep)."""
-        pairs = self.snapshots(split, fraction, seed)
+        pairs = self.snapshots(split, fraction, seed, count)
         return to_tensors(self.read(pairs), norm, pairs, self.L, self.delta)
 
 
