@@ -20,8 +20,8 @@ whole rest): a writer that owns a member writes whole chunks, so no two MPI writ
 the same chunk (writers sharing a chunk would silently lose data). Zarr's local store writes
 each chunk to a temporary file and renames it, so a chunk is either old or new, never half.
 
-Writers: :func:`create_store` (one process, before the others write), :func:`write_chunk` (any
-process, for the chunks of its own members). Readers: :func:`open_fdns` (validated, only
+Writers: :func:`create_store` (one process, before the others write), :class:`Writer` /
+:func:`write_chunk` (any process, for the chunks of its own members). Readers: :func:`open_fdns` (validated, only
 complete snapshots), :func:`completed`, :func:`read_attrs`.
 """
 from __future__ import annotations
@@ -165,29 +165,42 @@ def _group(path, mode="r"):
                         field="store") from None
 
 
-def write_chunk(path: str | Path, member: int, chunk: int, values: dict[str, np.ndarray]) -> None:
-    """Write snapshot chunk ``chunk`` of ``member`` (every per-snapshot variable), then mark it complete.
+class Writer:
+    """Writes whole snapshot chunks into an existing store (opened once; one per writing process)."""
 
-    ``values`` maps each variable of the store (``psi``, ``omega``, ``pi``, ``energy``, ...;
-    ``omega_dns`` when the store has it) to an array whose leading axis is the chunk's snapshots.
-    """
-    g = _group(path, "r+")
-    ct = int(g.attrs["chunk_time"])
-    T = g["complete"].shape[1]
-    sl = slice(chunk * ct, min((chunk + 1) * ct, T))
-    names = [n for n in g.array_keys() if n != "complete" and g[n].ndim >= 2
-             and g[n].metadata.dimension_names[:2] == ("member", "time")]
-    missing = sorted(set(names) - set(values))
-    if missing:
-        raise ValueError(f"write_chunk: values for {missing} are missing")
-    with _quiet():
-        for name in names:
-            arr = np.asarray(values[name], dtype=g[name].dtype)
-            want = (sl.stop - sl.start,) + g[name].shape[2:]
-            if arr.shape != want:
-                raise ValueError(f"write_chunk: {name} has shape {arr.shape}, expected {want}")
-            g[name][member, sl] = arr
-        g["complete"][member, sl] = True
+    def __init__(self, path: str | Path):
+        self.path = path
+        g = _group(path, "r+")
+        self.chunk_time = int(g.attrs["chunk_time"])
+        self.snapshots = g["complete"].shape[1]
+        self.complete = g["complete"]
+        self.arrays = {n: g[n] for n in g.array_keys() if n != "complete" and g[n].ndim >= 2
+                       and g[n].metadata.dimension_names[:2] == ("member", "time")}
+
+    def write_chunk(self, member: int, chunk: int, values: dict[str, np.ndarray]) -> None:
+        """Write snapshot chunk ``chunk`` of ``member`` (every per-snapshot variable), then mark it
+        complete. ``values`` maps each such variable (``psi``, ``omega``, ``pi``, ``energy``, ...;
+        ``omega_dns`` when the store has it) to an array whose leading axis is the chunk's snapshots."""
+        sl = slice(chunk * self.chunk_time, min((chunk + 1) * self.chunk_time, self.snapshots))
+        missing = sorted(set(self.arrays) - set(values))
+        if missing:
+            raise ValueError(f"write_chunk: values for {missing} are missing")
+        checked = {}
+        for name, arr in self.arrays.items():
+            v = np.asarray(values[name], dtype=arr.dtype)
+            want = (sl.stop - sl.start,) + arr.shape[2:]
+            if v.shape != want:
+                raise ValueError(f"write_chunk: {name} has shape {v.shape}, expected {want}")
+            checked[name] = v
+        with _quiet():
+            for name, v in checked.items():
+                self.arrays[name][member, sl] = v
+            self.complete[member, sl] = True
+
+
+def write_chunk(path: str | Path, member: int, chunk: int, values: dict[str, np.ndarray]) -> None:
+    """One-off :meth:`Writer.write_chunk` (opens the store each time; use a :class:`Writer` in loops)."""
+    Writer(path).write_chunk(member, chunk, values)
 
 
 def read_attrs(path: str | Path) -> dict:

@@ -1,0 +1,60 @@
+"""`turbtl dns`: DNS ensembles of every system -> RUN/fdns/<system>.zarr (filtered DNS: ψ̄, ω̄, Π).
+
+Serial:    turbtl dns --preset small
+MPI:       mpiexec -n 4 turbtl dns --preset small       (or srun turbtl dns ...)
+           ranks form groups of dns.ranks_per_member; members are spread over the groups.
+
+Kill it at any moment and run the same command again: it continues from the last checkpoint
+(RUN/fdns/<system>.ckpt/). A finished store is kept unless --force.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+from ..errors import SimulationBlowUp
+from .common import add_config_options, config_from_args, csv_list, run_dir_from_args
+
+
+def run(args) -> int:
+    from ..dns import run_dns, world_comm
+    from ..rundir import record_stage, run_lock
+
+    overrides = {"dns": {"systems": csv_list(args.systems)}} if args.systems else None
+    if args.systems is not None and not csv_list(args.systems):
+        from ..errors import UsageError
+        raise UsageError(f"--systems = {args.systems!r}: give one or more system names, comma-separated",
+                         field="systems")
+    cfg = config_from_args(args, overrides)  # validated (incl. the systems) before anything is written
+    run_dir = run_dir_from_args(args, cfg)
+    world = world_comm()
+    rank0 = world is None or world.Get_rank() == 0
+    t0 = time.perf_counter()
+    try:
+        with run_lock(run_dir, "dns", comm=world):
+            results = run_dns(cfg, run_dir, save_dns=args.save_dns, force=args.force, world=world,
+                              progress=not args.no_progress)
+    except SimulationBlowUp as e:
+        if rank0:
+            print(f"turbtl dns: error: {e}", file=sys.stderr)
+        return 1
+    if rank0:
+        record_stage(run_dir, "dns", time.perf_counter() - t0, "; ".join(r.summary() for r in results),
+                     systems=[r.system for r in results],
+                     members_steps_per_s={r.system: round(r.member_steps_per_s, 1) for r in results},
+                     member_steps={r.system: r.member_steps for r in results},
+                     io_fraction={r.system: round(r.io_fraction, 4) for r in results})
+    return 0
+
+
+def register(sub):
+    p = sub.add_parser("dns", help="DNS ensembles of every system -> RUN/fdns/<system>.zarr (MPI: mpiexec -n N)",
+                       description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    add_config_options(p)
+    p.add_argument("--systems", metavar="A,B", default=None,
+                   help="comma-separated systems to run (default: dns.systems of the configuration)")
+    p.add_argument("--save-dns", action="store_true",
+                   help="also store the full-resolution vorticity omega_dns (member, time, y_dns, x_dns)")
+    p.add_argument("--force", action="store_true", help="redo finished stores (deletes them and their checkpoints)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (summary lines only)")
+    p.set_defaults(func=run)
