@@ -455,7 +455,8 @@ class SlabFFT(FFTBackend):
     def _allgather(self, x):
         """Every rank's value of ``x`` stacked in rank order (numpy), and how to convert back."""
         is_host = isinstance(x, (np.ndarray, np.generic, float, int, complex, bool))
-        h = np.ascontiguousarray(np.asarray(x) if is_host else self.to_numpy(x))
+        h0 = np.asarray(x) if is_host else self.to_numpy(x)
+        h = np.ascontiguousarray(h0).reshape(h0.shape)  # ascontiguousarray makes 0-d arrays 1-d
         out = np.empty((self.size,) + h.shape, dtype=h.dtype)
         self.comm.Allgather(h, out)
 
