@@ -461,3 +461,54 @@ def run_dns(cfg: Config, run_dir, *, systems: list[str] | None = None, save_dns:
                 log(r.summary())
             results.append(r)
     return results
+
+
+# --------------------------------------------------------------------------------------------
+# checks of a finished store: statistically steady? resolved? spectral slope?
+
+
+def flow_statistics(ds, fit_range: tuple[float, float] | None = None) -> dict:
+    """Steadiness, resolution and the energy-spectrum slope of an FDNS store's DNS diagnostics.
+
+    ``ds``: a dataset from :func:`suite.fdns.open_fdns`. Returns
+
+    - ``energy_halves``, ``enstrophy_halves``: ensemble means over the first and second half of
+      the sampled window, and ``energy_drift`` = |difference| / mean (a statistically steady
+      state has a drift of the order of the sampling noise); ``energy_drift_sigma`` = the
+      difference in units of its standard error (members x snapshots treated as independent
+      per chunk of ``chunk_time``);
+    - ``kmax_eta_z``: k_max η_Z with k_max = (n_dns−1)//3 (2/3 rule) and the Kraichnan scale
+      η_Z = (ν³/η)^(1/6), η = 2νP the viscous enstrophy dissipation, P = Σ k⁴ E(k) from the stored
+      shell spectra (ensemble and time mean);
+    - ``z_decades``: log10 Z(k_f)/Z(k_max) of the mean enstrophy spectrum Z(k) = k² E(k);
+    - ``slope``: least-squares slope of log E(k) vs log k over ``fit_range`` (default
+      [k_f + 3, k_max / 2]), i.e. the enstrophy range; ``fit_range`` as used.
+    """
+    a = ds.attrs
+    nu, kf, n = float(a["nu"]), float(a["kf"]), int(a["n_dns"])
+    scale = 2 * math.pi / float(a["L"])
+    E = np.asarray(ds.energy.values, float)
+    Z = np.asarray(ds.enstrophy.values, float)
+    T = E.shape[1]
+    h = T // 2
+    e1, e2 = float(E[:, :h].mean()), float(E[:, h:].mean())
+    z1, z2 = float(Z[:, :h].mean()), float(Z[:, h:].mean())
+    ct = int(a.get("chunk_time", 1)) or 1
+    blocks = [E[:, i:i + ct].mean(axis=1) for i in range(0, T, ct)]  # roughly independent block means
+    b = np.concatenate(blocks)
+    sem = float(np.std(b, ddof=1) / math.sqrt(max(1, len(b) // 2))) if len(b) > 2 else float("nan")
+    spec = np.asarray(ds.spectrum_dns.values, float).mean(axis=(0, 1))
+    k = np.arange(spec.size) * scale
+    P = float(np.sum(k ** 4 * spec))
+    eta = 2 * nu * P
+    kmax = (n - 1) // 3
+    eta_z = (nu ** 3 / eta) ** (1 / 6) if eta > 0 else float("inf")
+    zk = k ** 2 * spec
+    ikf = int(round(kf / scale)) if kf > 0 else int(np.argmax(zk))
+    lo, hi = fit_range if fit_range is not None else (kf + 3, kmax * scale / 2)
+    sel = (k >= lo) & (k <= hi) & (spec > 0)
+    slope = float(np.polyfit(np.log(k[sel]), np.log(spec[sel]), 1)[0]) if sel.sum() >= 3 else float("nan")
+    return {"energy_halves": (e1, e2), "enstrophy_halves": (z1, z2),
+            "energy_drift": abs(e2 - e1) / (0.5 * (e1 + e2)), "energy_drift_sigma": abs(e2 - e1) / sem if sem else 0.0,
+            "kmax_eta_z": kmax * scale * eta_z, "eta_z": eta_z, "z_decades": float(np.log10(zk[ikf] / zk[kmax])) if zk[kmax] > 0 else float("inf"),
+            "slope": slope, "fit_range": (float(lo), float(hi))}
