@@ -26,7 +26,8 @@ Closures (``les.closures`` or ``--closures``): ``none``, ``smag``, ``leith``, ``
 ``DIR/models/tl/<system>/f<fraction>_s<seed>/<mask>`` with the first ``transfer.fractions`` and
 ``transfer.seeds``), ``cnn:<target>/<mask>`` (another target's TL network) and
 ``cnn:<target>/f<fraction>_s<seed>/<mask>`` (fully explicit). ``none`` is always run (first): the
-skill scores are relative to it.
+skill scores are relative to it. A bare ``cnn:<mask>`` is skipped on systems that are not transfer
+targets (the base system has no TL network), so one closure list serves every system.
 
 Metrics (one row per closure in ``DIR/les/<system>_metrics.csv``), on the snapshots both the LES
 and the FDNS have at times 0 < t ≤ les.duration (at most :data:`MAX_SNAPSHOTS`, evenly strided),
@@ -129,10 +130,16 @@ def parse_closure(label: str, cfg: Config, system: str, run_dir) -> ClosureSpec:
 
 
 def resolve_closures(labels, cfg: Config, system: str, run_dir) -> list[ClosureSpec]:
-    """Every closure of a run, ``none`` first (added if absent), duplicates dropped."""
+    """Every closure of a run, ``none`` first (added if absent), duplicates dropped.
+
+    A bare ``cnn:<mask>`` names the TL network of the simulated system: it is skipped (not an
+    error) for a system that is not one of ``transfer.targets`` (e.g. the base system)."""
     out, seen = [parse_closure("none", cfg, system, run_dir)], {"none"}
     for lab in labels:
         spec = parse_closure(lab, cfg, system, run_dir)
+        bare_tl = spec.kind == "cnn" and spec.name != "base" and "/" not in spec.label
+        if bare_tl and system not in cfg.transfer.targets:
+            continue
         if spec.label not in seen:
             seen.add(spec.label)
             out.append(spec)

@@ -92,7 +92,7 @@ def test_les_cli_end_to_end(run_dir, capsys):
 @pytest.mark.parametrize("closures,needle", [
     ("smag,foo", "les.closures contains 'foo'"),
     ("cnn:01000", "mask '01000' must be 3 characters"),
-    ("cnn:010", "models/tl/base/f0.5_s0/010/model.pt"),
+    ("cnn:base/010", "models/tl/base/f0.5_s0/010/model.pt"),
     ("cnn:high_re/f0.1_s0/001", "turbtl transfer"),
     ("cnn:nowhere/001", "unknown system 'nowhere'"),
 ])
@@ -113,3 +113,17 @@ def test_les_cli_missing_base_model_and_store(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "turbtl dns" in err
     assert not (tmp_path / "les").exists()
+
+
+def test_closure_names_resolve_to_model_folders(tmp_path):
+    from suite.les import resolve_closures
+    cfg = load_config(preset="ci")  # model.layers = 3, transfer: targets high_re, beta20, fraction 0.5, seed 0
+    got = {s.label: s for s in resolve_closures(["smag", "cnn:base", "cnn:010", "smag", "cnn:beta20/f0.1_s3/110"],
+                                               cfg, "high_re", tmp_path)}
+    assert list(got) == ["none", "smag", "cnn:base", "cnn:010", "cnn:beta20/f0.1_s3/110"]
+    assert got["cnn:base"].model_dir == tmp_path / "models" / "base"
+    assert got["cnn:010"].model_dir == tmp_path / "models" / "tl" / "high_re" / "f0.5_s0" / "010"
+    assert got["cnn:beta20/f0.1_s3/110"].model_dir == tmp_path / "models" / "tl" / "beta20" / "f0.1_s3" / "110"
+    assert got["smag"].kind == "physics" and got["none"].kind == "none"
+    # a bare TL mask names the simulated system's TL network: skipped on a system that is no target
+    assert [s.label for s in resolve_closures(["cnn:010"], cfg, "base", tmp_path)] == ["none"]
