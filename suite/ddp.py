@@ -3,7 +3,8 @@
 Rank and world size are read, in this order, from
 
 - ``torchrun`` (and most launchers): ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``;
-- SLURM ``srun``: ``SLURM_PROCID``, ``SLURM_NTASKS``, ``SLURM_LOCALID``;
+- SLURM ``srun``: ``SLURM_PROCID``, ``SLURM_NTASKS``, ``SLURM_LOCALID`` (inside a job step only:
+  ``SLURM_STEP_ID`` set; the batch script itself is a single process);
 - ``mpiexec``: MPICH/Hydra ``PMI_RANK``, ``PMI_SIZE``, ``MPI_LOCALRANKID``, or Open MPI's
   ``OMPI_COMM_WORLD_RANK``, ``OMPI_COMM_WORLD_SIZE``, ``OMPI_COMM_WORLD_LOCAL_RANK``;
 - nothing: a plain single process (no process group is created).
@@ -55,6 +56,10 @@ def detect(environ=None) -> tuple[int, int, int, str]:
     env = os.environ if environ is None else environ
     names = ("torchrun", "srun", "mpiexec", "mpiexec")
     for (r, w, lr), name in zip(_VARS, names):
+        # A batch script itself carries SLURM_PROCID/SLURM_NTASKS but is no srun step: only a step
+        # (SLURM_STEP_ID set) is a launch of SLURM_NTASKS processes.
+        if name == "srun" and "SLURM_STEP_ID" not in env:
+            continue
         if r in env and w in env:
             rank, world = int(env[r]), int(env[w])
             return rank, world, int(env.get(lr, rank)), name

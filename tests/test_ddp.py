@@ -63,7 +63,10 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
 def test_detect_reads_every_launcher():
     assert detect({}) == (0, 1, 0, "none")
     assert detect({"RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "1"}) == (1, 4, 1, "torchrun")
-    assert detect({"SLURM_PROCID": "3", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1"}) == (3, 8, 1, "srun")
+    assert detect({"SLURM_PROCID": "3", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1",
+                   "SLURM_STEP_ID": "0"}) == (3, 8, 1, "srun")
+    # the batch script of an 8-task job is one process, not rank 3 of 8
+    assert detect({"SLURM_PROCID": "0", "SLURM_NTASKS": "8", "SLURM_LOCALID": "0"}) == (0, 1, 0, "none")
     assert detect({"PMI_RANK": "1", "PMI_SIZE": "2"}) == (1, 2, 1, "mpiexec")
     assert detect({"OMPI_COMM_WORLD_RANK": "2", "OMPI_COMM_WORLD_SIZE": "3",
                    "OMPI_COMM_WORLD_LOCAL_RANK": "0"}) == (2, 3, 0, "mpiexec")
