@@ -413,18 +413,9 @@ def _cross_checks(sections: dict, systems: dict[str, System]) -> None:
     if abs(ratio - round(ratio)) > 1e-6 * ratio:
         raise ConfigError(f"dns.sample_interval = {d['sample_interval']}: must be a whole multiple of "
                           f"dns.dt = {d['dt']}", field="dns.sample_interval")
-    # the subsets spec is validated against the network depth by suite.masks when it exists
-    spec = sections["transfer"]["subsets"]
-    if spec not in SUBSET_KINDS:
-        for mask in spec.split(","):
-            mask = mask.strip()
-            if len(mask) != m["layers"] or set(mask) - {"0", "1"}:
-                raise ConfigError(f"transfer.subsets contains {mask!r}: accepted are {', '.join(SUBSET_KINDS)} "
-                                  f"or masks of {m['layers']} characters 0/1 (layer 1 first)",
-                                  field="transfer.subsets")
-            if "1" not in mask:
-                raise ConfigError(f"transfer.subsets contains {mask!r}: a mask must re-train at least one layer",
-                                  field="transfer.subsets")
+    # the subsets spec is validated against the network depth by suite.masks
+    from .masks import select
+    select(sections["transfer"]["subsets"], m["layers"])
     for c in sections["les"]["closures"]:
         if c not in CLOSURES and not (isinstance(c, str) and c.startswith("cnn:")):
             raise ConfigError(f"les.closures contains {c!r}: accepted are {', '.join(CLOSURES)}, cnn:base "

@@ -324,6 +324,8 @@ class Context:
 
     def run(self, job: Job) -> tuple[dict, ClosureCNN, dict]:
         """Train (or, for ``base``, only evaluate) one job: (row, network, loss history)."""
+        for split, args in (("train", (job.fraction, job.seed)), ("val", ()), ("test", ())):
+            self.tensors(job.target, split, *args)  # read once per worker, not timed
         t0 = time.perf_counter()
         net = self.network(job)
         net.set_trainable(job.mask)

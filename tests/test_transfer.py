@@ -1,0 +1,235 @@
+"""The transfer-learning sweep (suite.transfer, `turbtl transfer`) on a real ci run folder.
+
+The fixture runs the real `turbtl dns` and `turbtl train` on the ci preset (3-layer network, three
+systems) once; each test works in a copy of that folder.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from suite import transfer as T
+from suite.masks import select
+from suite.model import load_model
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = dict(os.environ, OMP_NUM_THREADS="1")
+VOLATILE = ["wall_time_s"]
+
+
+def turbtl(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "suite.cli", *args], capture_output=True, text=True, cwd=ROOT,
+                          env=ENV, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("ci") / "run"
+    for stage in (["dns"], ["train", "--device", "cpu"]):
+        r = turbtl(*stage, "--preset", "ci", "--run-dir", str(run))
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    return run
+
+
+@pytest.fixture
+def run(base_run, tmp_path):
+    out = tmp_path / "run"
+    for part in ("fdns", "models"):
+        shutil.copytree(base_run / part, out / part)
+    return out
+
+
+def sweep(run, *args, check=True):
+    r = turbtl("transfer", "--preset", "ci", "--run-dir", str(run), "--device", "cpu", "--quiet", *args)
+    if check:
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    return r
+
+
+def table(run):
+    return T.load_results(run).drop(columns=VOLATILE)
+
+
+def weights(run):
+    out = {}
+    for p in sorted((run / "models" / "tl").rglob("model.pt")):
+        sd = torch.load(p, weights_only=True)["state_dict"]
+        out[str(p.relative_to(run))] = sd
+    return out
+
+
+def assert_same_weights(a, b, atol=0.0):
+    assert sorted(a) == sorted(b)
+    for name in a:
+        for k in a[name]:
+            if atol == 0:
+                assert torch.equal(a[name][k], b[name][k]), (name, k)
+            else:
+                torch.testing.assert_close(a[name][k], b[name][k], atol=atol, rtol=0, msg=f"{name} {k}")
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def test_all_subsets_rows_frozen_layers_and_contract(run):
+    r = sweep(run, "--seeds", "0,1", "--targets", "high_re")
+    base, _, _ = load_model(run / "models" / "base")
+    L = base.n_layers
+    df = T.load_results(run)
+    assert list(df.columns) == list(T.COLUMNS)
+    for (target, fraction, seed), g in df.groupby(["target", "fraction", "seed"]):
+        tl = g[g.kind == "tl"]
+        assert len(tl) == 2 ** L - 1 and tl["mask"].nunique() == 2 ** L - 1
+        assert sorted(g[g.kind != "tl"]["kind"]) == ["base", "scratch"]
+        assert g[g.kind == "base"]["mask"].item() == "0" * L and g[g.kind == "scratch"]["mask"].item() == "1" * L
+    assert sorted(df.target.unique()) == ["high_re"] and sorted(df.seed.unique()) == [0, 1]
+    assert len(df) == 2 * (2 ** L - 1 + 2)
+    assert df["cc"].between(-1, 1).all() and (df[df.kind != "base"]["epochs"] == 2).all()
+    tl = df[df.kind == "tl"]
+    assert (tl["first_trainable"] == tl["mask"].map(lambda m: m.index("1") + 1)).all()
+    assert (tl["n_layers_trained"] == tl["mask"].str.count("1")).all()
+    per_layer = [sum(p.numel() for p in c.parameters()) for c in base.convs]
+    assert (tl["n_trainable"] == tl["mask"].map(lambda m: sum(n for n, c in zip(per_layer, m) if c == "1"))).all()
+    # after TL: frozen layers bitwise the base network's, re-trained ones changed
+    b = base.state_dict()
+    for row in tl.itertuples():
+        model, norm, meta = load_model(run / "models" / "tl" / row.target / f"f{row.fraction:g}_s{row.seed}" / row.mask)
+        for i, bit in enumerate(row.mask):
+            for k in (f"conv{i + 1}.weight", f"conv{i + 1}.bias"):
+                same = torch.equal(model.state_dict()[k], b[k])
+                assert same == (bit == "0"), (row.mask, k)
+        assert len(meta["history"]["train_loss"]) == 2 and meta["provenance"]["mask"] == row.mask
+        assert norm == load_model(run / "models" / "base")[1]  # the base network's normalization
+    # base reference: the stored base network itself, evaluated on the target
+    assert (df[df.kind == "base"]["n_trainable"] == 0).all()
+    # samples: fraction of the base training size, from the target's training members
+    _, _, bmeta = load_model(run / "models" / "base")
+    _, _, meta = load_model(run / "models" / "tl" / "high_re" / "f0.5_s1" / "010")
+    train_members = set(np.flatnonzero(np.asarray(T.FDNSData(run / "fdns" / "high_re.zarr").labels) == "train"))
+    assert meta["n_train"] == round(0.5 * bmeta["n_train"]) and {m for m, _ in meta["train_index"]} <= train_members
+    assert "best per number of re-trained layers" in r.stdout and "scratch" in r.stdout
+    # a rerun skips every finished subset
+    again = sweep(run, "--seeds", "0,1", "--targets", "high_re")
+    assert "(18 already done)" in again.stdout
+    pd.testing.assert_frame_equal(table(run), df.drop(columns=VOLATILE))
+
+
+def test_prefix_cache_on_and_off_agree_and_is_computed_once_per_prefix(run):
+    spec = T.SweepSpec(run_dir=str(run), epochs=3, batch_size=8, lr=1e-3, share_prefix=True, device="cpu")
+    on, off = T.Context(spec), T.Context(T.SweepSpec(**{**spec.__dict__, "share_prefix": False}))
+    masks = select("all", 3)
+    for mask in masks:
+        job = T.Job("high_re", 0.5, 0, "tl", mask)
+        row_on, net_on, _ = on.run(job)
+        row_off, net_off, _ = off.run(job)
+        for k, v in net_on.state_dict().items():
+            torch.testing.assert_close(v, net_off.state_dict()[k], atol=1e-6, rtol=0, msg=f"{mask} {k}")
+        assert row_on["cc"] == pytest.approx(row_off["cc"], abs=1e-5)
+    # one prefix computation per first trainable layer > 1 (layers 2 and 3), reused across subsets
+    assert on.train_cache.computed == 2 and off.train_cache.computed == 0
+
+
+SWEEP = ["--targets", "high_re", "--epochs", "25", "--workers", "2"]
+
+
+@pytest.fixture(scope="module")
+def reference(base_run, tmp_path_factory):
+    """The uninterrupted sweep the kill, slice and pool tests compare with."""
+    ref = tmp_path_factory.mktemp("ref") / "run"
+    for part in ("fdns", "models"):
+        shutil.copytree(base_run / part, ref / part)
+    sweep(ref, *SWEEP)
+    return table(ref), weights(ref)
+
+
+@pytest.mark.slow
+def test_kill_mid_sweep_and_rerun_equals_uninterrupted(run, reference):
+    cmd = [sys.executable, "-m", "suite.cli", "transfer", "--preset", "ci", "--run-dir", str(run), "--device", "cpu",
+           "--quiet", *SWEEP]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    rows = run / "sweep" / "high_re" / "rows"
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and len(list(rows.rglob("*.json"))) < 3 and proc.poll() is None:
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the command and its worker processes, mid-sweep
+        proc.wait()
+    n_done = len(list(rows.rglob("*.json")))
+    assert 3 <= n_done < 9, f"the kill came too late or too early ({n_done} of 9 rows)"
+    assert proc.returncode == -signal.SIGKILL
+    r = sweep(run, *SWEEP)
+    assert f"({n_done} already done)" in r.stdout
+    pd.testing.assert_frame_equal(table(run), reference[0])
+    assert_same_weights(weights(run), reference[1])
+    assert not list(run.rglob(".*.tmp*"))  # no half-written file left behind
+
+
+@pytest.mark.slow
+def test_slices_partition_and_merge_into_the_whole(run, reference):
+    r0 = sweep(run, *SWEEP, "--slice", "0/2")
+    assert "slice 0/2" in r0.stdout
+    sweep(run, *SWEEP, "--slice", "1/2")
+    pd.testing.assert_frame_equal(table(run), reference[0])
+    assert_same_weights(weights(run), reference[1])
+
+
+def test_one_process_gives_the_pool_s_subset_weights(run, reference):
+    # the pool's workers run 1 torch thread each here, the single process all cores: equal to rounding
+    sweep(run, *SWEEP[:-1], "1")
+    pd.testing.assert_frame_equal(table(run), reference[0], check_exact=False, atol=1e-6, rtol=0)
+    assert_same_weights(weights(run), reference[1], atol=1e-6)
+
+
+def test_slices_are_contiguous_blocks_that_partition_the_list():
+    jobs = T.plan(["a", "b"], select("all", 4), [0.1, 0.2], [0, 1])
+    assert len(jobs) == 2 * 2 * 2 * (15 + 2)
+    for n in (1, 2, 3, 7, 64):
+        parts = [T.slice_jobs(jobs, (i, n)) for i in range(n)]
+        assert [j for p in parts for j in p] == jobs
+        assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+@pytest.mark.parametrize("args, field, words", [
+    (["--subsets", "0101"], "transfer.subsets", ["'0101'", "length 4", "singles, pairs, all"]),
+    (["--subsets", "000"], "transfer.subsets", ["'000'", "at least one"]),
+    (["--slice", "2/2"], "slice", ["0 <= i < n", "2/2"]),
+    (["--slice", "x"], "slice", ["i/n"]),
+    (["--fractions", "1.5"], "transfer.fractions", ["(0, 1]"]),
+    (["--targets", "nowhere"], "transfer.targets", ["nowhere"]),
+])
+def test_bad_input_exits_2_before_writing(run, args, field, words):
+    r = sweep(run, *args, check=False)
+    assert r.returncode == 2, r.stderr
+    for w in words:
+        assert w in r.stderr, (w, r.stderr)
+    assert not (run / "sweep").exists() and not (run / "models" / "tl").exists()
+
+
+def test_missing_base_network_or_store_exits_2(run):
+    shutil.rmtree(run / "models" / "base")
+    r = sweep(run, check=False)
+    assert r.returncode == 2 and "turbtl train" in r.stderr
+    assert not (run / "sweep").exists()
+
+
+def test_floor_counts_layer_work():
+    # 11 equal layers, singles: 0.7 of naive (REFERENCE/issue 7), the prefix computed once amortized
+    flops = [1.0] * 11
+    fl = T.sharing_floor(select("singles", 11), flops, epochs=10**9)
+    assert fl["floor"] == pytest.approx(132 / 187, rel=1e-6)
+    # a frozen-suffix-only subset trains layer L: naive runs L forwards, shared one
+    assert T.work_units("001", [1.0] * 3, shared=False) == 3 + 0 + 1
+    assert T.work_units("001", [1.0] * 3, shared=True) == 1 + 0 + 1
+    assert T.work_units("101", [1.0] * 3, shared=True) == 3 + 2 + 2
