@@ -293,3 +293,28 @@ def test_closure_metrics_identical_fields_are_at_distance_zero():
     k, e, z = mean_spectra(g, w)
     energy = np.mean([diagnostics.energy(g, np.fft.rfft2(x)) for x in w.reshape(-1, n, n)])
     assert e.sum() == pytest.approx(energy, rel=1e-12)
+
+
+def test_torch_backend_gives_the_numpy_backend_les():
+    """The same LES (Smagorinsky, then the CNN; one member blown up on the way) on the torch backend
+    (CPU here; the solver's device in general) and on the numpy backend."""
+    n = 16
+    s = setup(n=n, dt=0.01, filter="gaussian")
+    torch.manual_seed(1)
+    model = laplacian_cnn(0.05, L / n, NORM)
+    factories = {"smag": lambda g, d: make_closure("smag", g, d, delta=s.delta),
+                 "cnn": lambda g, d: make_closure("cnn", g, d, model=model, norm=NORM)}
+    for name, fac in factories.items():
+        out = []
+        for be in (backend(n), make_backend(n, backend="torch", device="cpu")):
+            grid, eq, stepper, term = build_les(s, be, fac)
+            w = np.asarray(random_field(Grid(n, L, backend=backend(n)), kp=4, energy=1.0, seed=4, members=3))
+            w[2] *= 300.0
+            tr = run_ensemble(grid, eq, stepper, be.asarray(w, complex=True), 30, [0, 15, 30], series_every=5,
+                              check_every=5, term=term)
+            out.append(tr)
+        a, b = out
+        assert np.isnan(a.blowup_time[:2]).all() and np.isfinite(a.blowup_time[2])
+        np.testing.assert_array_equal(a.blowup_time, b.blowup_time)
+        np.testing.assert_allclose(b.omega[:2], a.omega[:2], rtol=0, atol=1e-9 * np.abs(a.omega[:2]).max())
+        np.testing.assert_allclose(b.backscatter, a.backscatter, atol=2.0 / n ** 2, equal_nan=True)  # a point or two
