@@ -366,6 +366,9 @@ def run_system(cfg: Config, system: str, run_dir, *, save_dns: bool = False, for
         def advance(to_step):
             """Step to ``to_step``; during the spin-up, checkpoint every ``ck_steps`` steps."""
             nonlocal last_ck
+            if sim.state.step > to_step:
+                raise RuntimeError(f"{system} member {m}: state at step {sim.state.step} is past the "
+                                   f"sampling step {to_step} (inconsistent checkpoint)")
             while sim.state.step < to_step:
                 target = min(to_step, last_ck + ck_steps) if sim.state.step < spin else to_step
                 k = max(1, target - sim.state.step)
@@ -383,7 +386,9 @@ def run_system(cfg: Config, system: str, run_dir, *, save_dns: bool = False, for
 
         if next_snapshot == 0 and sim.state.step < spin:
             advance(spin)
-        for chunk in range(next_snapshot // lay.chunk_time, lay.chunks_per_member):
+        # next_snapshot is a chunk boundary, or the end (a short last chunk must not be redone)
+        first = lay.chunks_per_member if next_snapshot >= lay.snapshots else next_snapshot // lay.chunk_time
+        for chunk in range(first, lay.chunks_per_member):
             sl = lay.chunk_slice(chunk)
             buf: dict[str, list] = {}
             for j in range(sl.start, sl.stop):

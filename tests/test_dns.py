@@ -129,8 +129,9 @@ def test_one_and_two_ranks_write_identical_stores(ci_run, tmp_path):
 
 
 def _write_config(path: Path) -> Path:
-    """ci, but more and smaller chunks: the run lasts long enough to be killed half-way."""
-    path.write_text('extends = "ci"\n[dns]\nsystems = ["beta20"]\nsnapshots = 24\nchunk_time = 2\n'
+    """ci, but more and smaller chunks (the last one short): the run lasts long enough to be killed
+    half-way, after the first member has finished."""
+    path.write_text('extends = "ci"\n[dns]\nsystems = ["beta20"]\nsnapshots = 23\nchunk_time = 3\n'
                     'sample_interval = 0.08\nspinup_time = 0.4\n')
     return path
 
