@@ -1,0 +1,123 @@
+"""DNS solver: ms/step, Mpoints*steps/s and the ratio to the FFT floor; peak memory of a step.
+
+The case is the solver's own benchmark case (``solver.simulation.measure_step_vs_floor``): forced
+turbulence at Re 2e4, kf 4, AB2-CN, 2/3 rule, dt 1e-4, from a random-phase field. The floor is
+the time of the 5 real 2D FFTs one step needs, with the same backend object, interleaved with the
+steps in the same process (so load from other processes hits both alike).
+"""
+from __future__ import annotations
+
+from .common import DEVICES, require, require_device
+
+SIZES = [256, 512, 1024]
+TRACK_SIZES = SIZES + [2048]
+BACKENDS = ["numpy", "torch"]
+DTYPES = ["float64", "float32"]
+# (steps per timing, repeats) of measure_step_vs_floor by grid size: about 1-10 s per case here
+_EFFORT = {256: (20, 5), 512: (10, 4), 1024: (4, 3), 2048: (2, 2)}
+
+
+def _check(backend: str, device: str) -> None:
+    if backend == "numpy" and device != "cpu":
+        raise NotImplementedError("the numpy backend runs on cpu only")
+    require_device(device)
+
+
+def dns_case(n: int, backend: str = "numpy", dtype: str = "float64", device: str = "cpu"):
+    """(backend, stepper, state) of the benchmark case, built from the solver's public pieces."""
+    from solver.equation import Equation, Parameters
+    from solver.fft import make_backend
+    from solver.forcing import make_forcing
+    from solver.grid import Grid
+    from solver.initial import random_field
+    from solver.stepping import make_stepper
+
+    be = make_backend(n, backend=backend, dtype=dtype, device=device)
+    g = Grid(n, backend=be)
+    eq = Equation(g, Parameters(re=2e4, mu=0.1), forcing=make_forcing(g, "cos-xy", kf=4))
+    st = make_stepper("ab2cn", eq, dt=1e-4)
+    return be, st, st.init_state(random_field(g, kp=10, seed=0))
+
+
+class StepTime:
+    """Seconds per DNS step (asv's own timing; 2048² is in :class:`StepVsFloor` only)."""
+
+    params = (SIZES, BACKENDS, DTYPES, DEVICES)
+    param_names = ["n", "backend", "dtype", "device"]
+    number = 1
+    repeat = (3, 10, 2.0)
+    rounds = 1
+    warmup_time = 0
+    timeout = 300
+
+    def setup(self, n, backend, dtype, device):
+        _check(backend, device)
+        self.be, self.step, self.state = dns_case(n, backend, dtype, device)
+        for _ in range(3):  # warm-up: plans, caches, the AB2 start-up step
+            self.step(self.state)
+        self.be.synchronize()
+
+    def time_step(self, n, backend, dtype, device):
+        self.step(self.state)
+        self.be.synchronize()
+
+
+class StepVsFloor:
+    """ms/step, Mpoints*steps/s, the FFT floor and the ratio step/floor, all sizes incl. 2048²
+    (one ``measure_step_vs_floor`` per case, best of its repeats, shared by the four tracks)."""
+
+    params = (TRACK_SIZES, BACKENDS, DTYPES, DEVICES)
+    param_names = ["n", "backend", "dtype", "device"]
+    rounds = 1
+    repeat = 1
+    timeout = 900
+
+    def setup_cache(self):
+        sim = require("solver.simulation", "measure_step_vs_floor")
+        from .common import cuda_available
+        out = {}
+        for device in DEVICES:
+            if device == "cuda" and not cuda_available():
+                continue
+            for backend in BACKENDS:
+                if backend == "numpy" and device != "cpu":
+                    continue
+                for dtype in DTYPES:
+                    for n in TRACK_SIZES:
+                        steps, repeats = _EFFORT[n] if device == "cpu" else (20, 5)
+                        out[(n, backend, dtype, device)] = sim.measure_step_vs_floor(
+                            n, backend=backend, dtype=dtype, device=device, steps=steps, repeats=repeats)
+        return out
+
+    def setup(self, cache, n, backend, dtype, device):
+        _check(backend, device)
+        self.r = cache[(n, backend, dtype, device)]
+
+    def track_ms_per_step(self, cache, n, backend, dtype, device):
+        return self.r["ms_per_step"]
+    track_ms_per_step.unit = "ms/step"
+
+    def track_mpoints_steps_per_s(self, cache, n, backend, dtype, device):
+        return self.r["mpoints_steps_per_s"]
+    track_mpoints_steps_per_s.unit = "Mpoints*steps/s"
+
+    def track_fft_floor_ms(self, cache, n, backend, dtype, device):
+        return self.r["floor_ms"]
+    track_fft_floor_ms.unit = "ms/step (5 FFTs)"
+
+    def track_ratio_to_fft_floor(self, cache, n, backend, dtype, device):
+        return self.r["ratio"]
+    track_ratio_to_fft_floor.unit = "step/FFT floor"
+
+
+class StepMemory:
+    """Peak resident memory of building the case and taking one step (numpy, float64)."""
+
+    params = [512, 1024]
+    param_names = ["n"]
+    timeout = 300
+
+    def peakmem_dns_step(self, n):
+        be, step, state = dns_case(n)
+        step(state)
+        be.synchronize()

@@ -1,0 +1,106 @@
+"""The asv benchmarks: discoverable (``asv check``), and a few actually run, so that a broken
+benchmark fails the build. No timing is asserted here (figures live in the asv results)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ASV = str(Path(sys.executable).with_name("asv"))
+
+
+def _conf() -> dict:
+    from asv.util import load_json
+    return load_json(str(ROOT / "asv.conf.json"), js_comments=True)
+
+
+def _asv(args, tmp_path, timeout=240):
+    """asv with a private HOME (machine file) and a copy of the config writing under tmp_path."""
+    conf = _conf() | {"repo": str(ROOT), "benchmark_dir": str(ROOT / "bench"),
+                      "results_dir": str(tmp_path / "results"), "html_dir": str(tmp_path / "html"),
+                      "env_dir": str(tmp_path / "env")}
+    cfg = tmp_path / "asv.conf.json"
+    cfg.write_text(json.dumps(conf))
+    env = dict(os.environ, HOME=str(tmp_path), OMP_NUM_THREADS="1")
+    subprocess.run([ASV, "machine", "--yes", "--machine", "ci"], env=env, cwd=tmp_path, check=True,
+                   capture_output=True, timeout=60)
+    return subprocess.run([ASV, "--config", str(cfg), *args], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_config_keeps_results_under_asv_and_pins_torch_first():
+    conf = _conf()
+    assert conf["benchmark_dir"] == "bench"
+    for key in ("results_dir", "html_dir", "env_dir"):
+        assert conf[key].startswith(".asv/"), key
+    install = conf["install_command"]
+    assert "torch==" in install[0] and "{wheel_file}" in install[-1]
+    assert ".asv/" in (ROOT / ".gitignore").read_text()
+
+
+def test_asv_check_and_a_real_run_of_one_benchmark(tmp_path):
+    p = _asv(["check", "--python=same"], tmp_path)
+    assert p.returncode == 0 and "No problems found" in p.stdout, p.stdout + p.stderr
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    p = _asv(["run", "--python=same", "--quick", "--machine", "ci", f"--set-commit-hash={head}",
+              "--bench", r"fdns\.Sample\.time_sample", "--show-stderr"], tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    files = [f for f in (tmp_path / "results" / "ci").glob("*.json") if f.name != "machine.json"]
+    assert len(files) == 1, p.stdout
+    res = json.loads(files[0].read_text())["results"]["fdns.Sample.time_sample"]
+    values = res[0]
+    assert len(values) == 2 and all(isinstance(v, float) and v > 0 for v in values), res
+
+
+def test_solver_benchmark_runs_and_gpu_params_are_not_applicable():
+    import torch
+
+    from bench.solver import StepTime
+    b = StepTime()
+    for backend, dtype in (("numpy", "float64"), ("torch", "float32")):
+        b.setup(64, backend, dtype, "cpu")
+        w0 = b.be.to_numpy(b.state.omega_hat).copy()
+        b.time_step(64, backend, dtype, "cpu")
+        assert not (b.be.to_numpy(b.state.omega_hat) == w0).all()   # it really stepped
+    with pytest.raises(NotImplementedError):
+        b.setup(64, "numpy", "float64", "cuda")
+    if not torch.cuda.is_available():
+        with pytest.raises(NotImplementedError):
+            b.setup(64, "torch", "float32", "cuda")
+
+
+def test_missing_stages_are_not_applicable_rather_than_failures():
+    from bench.common import require
+    with pytest.raises(NotImplementedError):
+        require("suite.no_such_stage")
+    with pytest.raises(NotImplementedError):
+        require("solver.simulation", "no_such_function")
+    assert require("solver.simulation", "measure_step_vs_floor")
+
+
+def test_mpi_and_ddp_runners_return_figures():
+    """The subprocess paths the scaling benchmarks use: real mpiexec ranks and torchrun processes."""
+    from bench.common import mpi_bench, torchrun_json
+    r = mpi_bench(2, ["--bench", "32", "2", "--solver", "--repeats", "1"])
+    assert r["ranks"] == 2 and r["s_per_step"] > 0
+    script = str(ROOT / "bench" / "scripts" / "ddp_train.py")
+    d = torchrun_json(2, script, ["--grid", "16", "--samples", "8", "--batch", "4", "--epochs", "2"])
+    assert d["world"] == 2 and d["samples_per_s"] > 0
+
+
+def test_synthetic_run_folder_is_readable_by_the_analysis():
+    from analysis.aggregate import find_networks
+    from suite.fdns import open_fdns
+    import tempfile
+    from bench.synthetic import build_run
+    with tempfile.TemporaryDirectory() as d:
+        root, count = build_run(d, layers=2, width=2, kernel=3, n=8)
+        assert count == 2 * 3
+        assert len(find_networks(root, "high_re")) == 3
+        ds = open_fdns(root / "fdns" / "beta20.zarr")
+        assert ds["omega"].shape[-1] == 8
