@@ -55,7 +55,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -551,7 +551,7 @@ def read_truth(store, n_members: int, duration: float, sample_interval: float) -
                  snap_index=idx, omega=om, backscatter=np.asarray(bs).reshape(om.shape[:2]))
 
 
-def _load_term_factory(spec: ClosureSpec, setup: LESSetup, cfg: Config, device):
+def _load_term_factory(spec: ClosureSpec, setup: LESSetup, cfg: Config):
     from .online import make_closure
 
     if spec.kind == "none":
@@ -617,7 +617,7 @@ def run_system(cfg: Config, system: str, run_dir, specs: list[ClosureSpec], *, f
     trajs, rows, terms = {}, [], {}
     for spec in specs:
         backend = make_les_backend(cfg, setup.n)
-        factory = _load_term_factory(spec, setup, cfg, backend)
+        factory = _load_term_factory(spec, setup, cfg)
         grid, eq, stepper, term = build_les(setup, backend, factory)
         terms[spec.label] = {} if term is None else {k: v for k, v in term.describe().items() if k != "norm"}
         w0 = from_physical(grid, truth.omega0)
@@ -633,6 +633,7 @@ def run_system(cfg: Config, system: str, run_dir, specs: list[ClosureSpec], *, f
                      **m, "steps_per_s": tr.steps_per_s})
     add_skill(rows)
     ds = _dataset(cfg, system, setup, truth, specs, trajs, rows, terms, grid_np, store)
+    ds.attrs["backend"] = backend.describe()
     _write(ds, out, force)
     _write_csv(rows, metrics_path(run_dir, system))
     figures(ds, Path(run_dir) / "figures", system)

@@ -80,10 +80,6 @@ def test_les_forcing_is_filtered():
 # Smagorinsky: the energy and enstrophy it removes
 
 
-def _mean(grid, a):
-    return float(np.mean(a))
-
-
 def test_smagorinsky_removes_energy_at_the_eddy_viscosity_rate():
     """Π = ∇·(ν_e ∇ω̄) gives dE/dt = <ψ Π> = −<ν_e ∇ψ·∇ω> and dZ/dt = <ω Π> = −<ν_e |∇ω|²>, with
     ν_e = (C_s Δ)² |S|; for uniform ν_e, <∇ψ·∇ω> = <ω²> = <|S|²> = 2<S_ij S_ij>."""
