@@ -190,3 +190,17 @@ def test_slab_decomposed_members_match_the_serial_run(ci_run, tmp_path):
     for v in ("psi", "omega", "pi", "omega_dns", "energy", "spectrum_dns"):
         x, y = a[v].values, b[v].values
         assert np.max(np.abs(x - y)) <= 1e-9 * np.max(np.abs(x)), v
+
+
+def test_torch_backend_store_matches_the_numpy_one(ci_run, tmp_path):
+    """dns.backend = "torch" (CPU here; CUDA on a GPU node) gives the numpy backend's numbers to rounding."""
+    run, _ = ci_run
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text('extends = "ci"\n[dns]\nbackend = "torch"\n')
+    _turbtl("--config", str(cfg), "--systems", "base", "--run-dir", str(tmp_path / "t"))
+    a = open_fdns(run / "fdns" / "base.zarr")
+    b = open_fdns(tmp_path / "t" / "fdns" / "base.zarr")
+    assert b.attrs["backend"] == "torch"
+    for v in ("psi", "omega", "pi", "energy", "spectrum_dns"):
+        x, y = a[v].values, b[v].values
+        assert np.max(np.abs(x - y)) <= 1e-10 * np.max(np.abs(x)), v
