@@ -103,8 +103,8 @@ def test_batched_members_equal_one_by_one():
     both = sampler(w)
     for m in range(2):
         one = sampler(w[m])
-        for k in ("psi", "omega", "pi"):
-            assert np.array_equal(both[k][m], one[k])
+        for k in ("psi", "omega", "pi"):  # to rounding: FFTW_MEASURE may plan a batch differently
+            assert np.max(np.abs(both[k][m] - one[k])) <= 1e-13 * np.max(np.abs(one[k]))
 
 
 @pytest.mark.mpi
