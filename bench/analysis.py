@@ -4,8 +4,8 @@ synthetic sweep (networks/s, kernels/s) on LocalClusters of 1 and 2 workers.
 ``analysis.kernels.measure_throughput`` times both methods (DFT-matrix GEMMs, zero-padded rfft2)
 and the floor (the DFT method's FLOPs at the measured float64 GEMM rate) in one process.
 ``analysis.aggregate.aggregation_throughput`` runs the whole ``turbtl analyze`` computation
-(``force=True``) on a run folder written by :mod:`bench.synthetic` (4 layers x 8 channels, 5x5,
-32² LES grid, 2 targets x 15 subsets = 30 networks).
+(``force=True``) on a run folder written by :mod:`bench.synthetic` (3 layers x 8 channels, 5x5,
+32² LES grid, 2 targets x 7 subsets = 14 networks).
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ class DaskAggregation:
         from .synthetic import TARGETS, build_run
         root = tempfile.mkdtemp(prefix="turbtl-bench-run-")
         try:
-            run_dir, _ = build_run(root)
+            run_dir, _ = build_run(root, layers=3)
             return {w: agg.aggregation_throughput(run_dir, list(TARGETS), "base", workers=w) for w in (1, 2)}
         finally:
             shutil.rmtree(root, ignore_errors=True)

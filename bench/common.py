@@ -12,15 +12,14 @@ import subprocess
 import sys
 import tempfile
 
+import numpy  # noqa: F401 - imported once in asv's forkserver, so that every forked benchmark
+import torch  # noqa: F401   process starts with them loaded (one process per benchmark and parameter)
+
 #: devices every device-aware benchmark is parameterised over; "cuda" is n/a without a GPU.
 DEVICES = ["cpu", "cuda"]
 
 
 def cuda_available() -> bool:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return False
     return torch.cuda.is_available()
 
 

@@ -2,7 +2,7 @@
 # asv benchmarks of turbtl (docs/benchmarks.md). Run from anywhere; `make bench` calls `run.sh quick`.
 #
 #   bash bench/run.sh [quick]          the suite in the project's own .venv for HEAD, then publish
-#   bash bench/run.sh history [RANGE]  asv-built virtualenvs over RANGE (default HEAD~4..HEAD), publish
+#   bash bench/run.sh history [RANGE]  asv-built virtualenvs over RANGE (default HEAD~5..HEAD: the last 5 commits), publish
 #   bash bench/run.sh merge DIR...     add results from other machines (asv results folders: a
 #                                      cluster's .asv/results or bench/results), then publish
 #   bash bench/run.sh publish          merge bench/results into .asv/results and write the HTML
@@ -52,9 +52,28 @@ merge() {  # union of result folders into .asv/results and bench/results; existi
   done
 }
 
+offline() {  # serve the pages' CDN scripts from bench/vendor (no internet needed to see graphs)
+  mkdir -p .asv/html/vendor
+  cp bench/vendor/*.js bench/vendor/*.css .asv/html/vendor/
+  sed -i -E \
+    -e 's#https://code\.jquery\.com/jquery-[0-9.]+\.min\.js#vendor/jquery.min.js#' \
+    -e 's#https://cdnjs\.cloudflare\.com/ajax/libs/flot/[0-9.]+/(jquery\.flot[a-z.]*)\.min\.js#vendor/\1.js#' \
+    -e 's#https://cdn\.jsdelivr\.net/npm/flot-orderbars@[0-9.]+/js/#vendor/#' \
+    -e 's#https://cdnjs\.cloudflare\.com/ajax/libs/stupidtable/[0-9.]+/#vendor/#' \
+    -e 's#https://cdnjs\.cloudflare\.com/ajax/libs/blueimp-md5/[0-9.]+/js/#vendor/#' \
+    -e 's#https://cdn\.jsdelivr\.net/npm/bootstrap@[0-9.]+/dist/(js|css)/#vendor/#' \
+    -e 's# integrity="[^"]*"##' \
+    .asv/html/*.html
+  if grep -l -E 'src="https://|stylesheet" href="https://' .asv/html/*.html >/dev/null; then
+    echo "warning: the asv pages still load something from the internet:" >&2
+    grep -o -h -E 'src="https://[^"]*"' .asv/html/*.html >&2
+  fi
+}
+
 publish() {
   merge "$KEEP"
   "$ASV" publish >/dev/null
+  offline
   echo "asv HTML: $ROOT/.asv/html/index.html  (view it with: $ASV preview  ->  http://127.0.0.1:8080)"
 }
 
@@ -71,7 +90,7 @@ case $cmd in
     publish ;;
   history)
     machine
-    range=${1:-HEAD~4..HEAD}
+    range=${1:-HEAD~5..HEAD}
     t0=$SECONDS
     "$ASV" run "$range" --machine "$MACHINE" --show-stderr "${bench_args[@]}" "${extra[@]}"
     echo "history $range ran in $((SECONDS - t0)) s"

@@ -63,8 +63,9 @@ class StepTime:
 
 
 class StepVsFloor:
-    """ms/step, Mpoints*steps/s, the FFT floor and the ratio step/floor, all sizes incl. 2048²
-    (one ``measure_step_vs_floor`` per case, best of its repeats, shared by the four tracks)."""
+    """ms/step, Mpoints*steps/s and the ratio step/FFT floor, all sizes incl. 2048² (one
+    ``measure_step_vs_floor`` per case, best of its repeats, shared by the tracks; the floor's
+    ms = ms/step / ratio)."""
 
     params = (TRACK_SIZES, BACKENDS, DTYPES, DEVICES)
     param_names = ["n", "backend", "dtype", "device"]
@@ -100,10 +101,6 @@ class StepVsFloor:
     def track_mpoints_steps_per_s(self, cache, n, backend, dtype, device):
         return self.r["mpoints_steps_per_s"]
     track_mpoints_steps_per_s.unit = "Mpoints*steps/s"
-
-    def track_fft_floor_ms(self, cache, n, backend, dtype, device):
-        return self.r["floor_ms"]
-    track_fft_floor_ms.unit = "ms/step (5 FFTs)"
 
     def track_ratio_to_fft_floor(self, cache, n, backend, dtype, device):
         return self.r["ratio"]
