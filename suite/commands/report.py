@@ -12,11 +12,9 @@ def run(args) -> int:
     from ..report import write_report
     from ..rundir import record_stage, run_lock
 
-    if args.run_dir is None:
-        cfg = config_from_args(args)
-        run_dir = run_dir_from_args(args, cfg)
-    else:
-        run_dir = Path(args.run_dir)
+    # a given --config/--preset is validated even though the report needs only the run folder
+    cfg = config_from_args(args) if (args.config or args.preset or args.run_dir is None) else None
+    run_dir = Path(args.run_dir) if args.run_dir else run_dir_from_args(args, cfg)
     if not run_dir.is_dir():
         raise UsageError(f"--run-dir {run_dir}: no such run folder (run `turbtl run` or the stages first)",
                          field="run-dir")
