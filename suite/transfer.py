@@ -202,9 +202,9 @@ def prefix_activations(model: ClosureCNN, x: torch.Tensor, stop: int, device="cp
     with torch.no_grad():
         for b0 in range(0, x.shape[0], batch):
             xb = x[b0:b0 + batch].to(device).contiguous(memory_format=fmt)
-            outs.append(model.forward_range(xb, 0, stop).contiguous())
+            outs.append(model.forward_range(xb, 0, stop))
     model.to(memory_format=torch.contiguous_format)
-    return torch.cat(outs)
+    return torch.cat(outs).contiguous(memory_format=fmt)  # kept channels_last: batches need no copy
 
 
 class PrefixCache:
@@ -637,7 +637,8 @@ def measure_sharing(layers: int = 5, width: int = 16, kernel: int = 5, n: int = 
     ``per_first``: time only that many masks per first trainable layer and extrapolate (for
     ``all`` on the paper network). Training only (Adam steps over ``epochs``), both ways through
     ``suite.train.fit``; the shared way includes computing the prefix once per first layer.
-    Returns seconds, the measured ratio, the floor and ``ratio / floor``.
+    Naive and shared runs of each mask alternate (best of ``repeats`` each), so that load from other
+    processes hits both alike. Returns seconds, the measured ratio, the floor and ``ratio / floor``.
     """
     device = torch.device(device)
     torch.manual_seed(0)
@@ -651,35 +652,45 @@ def measure_sharing(layers: int = 5, width: int = 16, kernel: int = 5, n: int = 
     settings = TrainSettings(epochs=epochs, batch_size=batch, lr=1e-4, seed=0, progress=False)
     env = _env(device)
 
-    def one(mask, shared, cache):
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    def train(mask, start, acts):
         net = ClosureCNN(**base.config)
         net.load_state_dict(base.state_dict())
         net.set_trainable(mask)
-        start = first_trainable(mask) - 1 if shared else 0
+        sync()
+        t0 = time.perf_counter()
         if start:
-            acts = cache.get(start, lambda: prefix_activations(base, x, start, device))
             fit(Suffix(net, start), _with_x(data, acts), None, settings, env=env)
         else:
             fit(net, data, None, settings, env=env)
+        sync()
+        return time.perf_counter() - t0
 
-    def sweep(shared):
-        cache = PrefixCache(1)
-        t_mask = []
+    def prefix(start):
+        sync()
+        t0 = time.perf_counter()
+        acts = prefix_activations(base, x, start, device)
+        sync()
+        return acts, time.perf_counter() - t0
+
+    train(chosen[0], 0, None)  # warm-up
+    t_naive = {m: float("inf") for m in chosen}
+    t_shared = dict(t_naive)
+    t_prefix: dict = {}
+    for _ in range(repeats):  # naive and shared interleaved mask by mask, best of repeats
+        acts, cur = None, None
         for m in chosen:
-            t0 = time.perf_counter()
-            one(m, shared, cache)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            t_mask.append(time.perf_counter() - t0)
-        return t_mask
-
-    one(chosen[0], False, PrefixCache(1))  # warm-up
-    best = {}
-    for _ in range(repeats):
-        for shared in (False, True):  # alternate, best of repeats
-            t = sweep(shared)
-            total = float(np.dot(t, weight))
-            best[shared] = min(best.get(shared, float("inf")), total)
+            start = first_trainable(m) - 1
+            t_naive[m] = min(t_naive[m], train(m, 0, None))
+            if start and start != cur:
+                acts, dt = prefix(start)
+                cur, t_prefix[start] = start, min(t_prefix.get(start, float("inf")), dt)
+            t_shared[m] = min(t_shared[m], train(m, start, acts))
+    best = {False: float(np.dot([t_naive[m] for m in chosen], weight)),
+            True: float(np.dot([t_shared[m] for m in chosen], weight)) + sum(t_prefix.values())}
     flops = layer_flops(base, n)
     fl = sharing_floor(masks, flops, epochs)
     ratio = best[True] / best[False]
