@@ -134,6 +134,7 @@ class _Progress:
         self.world, self.decomp = world, decomp
         self.rank = 0 if world is None else world.Get_rank()
         self.reqs = []
+        self.done = 0
         self.bar = None
         if self.rank == 0 and enabled:
             from tqdm import tqdm
@@ -141,13 +142,14 @@ class _Progress:
                             dynamic_ncols=True, leave=True)
 
     def _poll(self, block_for_done: int = 0):
+        # ``self.done`` counts the groups that said they finished; it must survive between calls,
+        # since a group may finish (and its -1 be received here) while rank 0 is still updating.
         from mpi4py import MPI
-        done = 0
         status = MPI.Status()
-        while done < block_for_done or self.world.Iprobe(MPI.ANY_SOURCE, _PROGRESS_TAG, status):
+        while self.done < block_for_done or self.world.Iprobe(MPI.ANY_SOURCE, _PROGRESS_TAG, status):
             count = self.world.recv(source=MPI.ANY_SOURCE, tag=_PROGRESS_TAG)
             if count < 0:
-                done += 1
+                self.done += 1
             elif self.bar is not None:
                 self.bar.update(count)
 
