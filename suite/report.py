@@ -193,12 +193,23 @@ def _analysis_section(run_dir: Path, best: dict) -> dict[str, str]:
     rec_rows = []
     for t, v in s["targets"].items():
         rec_rows.append([t, v.get("recommended"), v.get("measured_best"), v.get("spearman_rho", float("nan")),
-                         ", ".join(map(str, v.get("disagreements", []))) or "–",
+                         _disagreements(v.get("disagreements", [])),
                          best.get(t, {}).get("best_mask", "–"), best.get(t, {}).get("best_cc", float("nan"))])
     rec = _table(["target", "recommended layer (framework, before TL)", "measured best single layer",
                   "Spearman ρ (predicted vs measured ranking)", "layers ranked differently",
                   "best subset overall", "its CC"], rec_rows)
     return {"cc": cc, "classes": classes, "kernels": kernels, "recommend": rec, "activations": acts}
+
+
+def _disagreements(rows) -> str:
+    """'layer 1: predicted #1, measured #3; ...' from the framework's comparison rows."""
+    out = []
+    for d in rows:
+        if isinstance(d, dict):
+            out.append(f"layer {d.get('layer')}: predicted #{d.get('predicted_rank')}, measured #{d.get('measured_rank')}")
+        else:
+            out.append(str(d))
+    return "; ".join(out) or "–"
 
 
 def _les_section(run_dir: Path) -> str:
