@@ -16,8 +16,8 @@ from .common import add_config_options, config_from_args, run_dir_from_args
 
 def _check_inputs(run_dir: Path, cfg) -> None:
     """Everything the analysis reads must exist before anything is written."""
-    if not (run_dir / "models" / "base" / "model.pt").is_file():
-        raise DataError(f"{run_dir / 'models' / 'base'}: no base model (run `turbtl train` first)", field="model")
+    from suite.model import load_model
+    load_model(run_dir / "models" / "base")  # DataError if missing or damaged
     for s in [cfg.train.system] + list(cfg.transfer.targets):
         p = run_dir / "fdns" / f"{s}.zarr"
         if not p.exists():
@@ -26,12 +26,21 @@ def _check_inputs(run_dir: Path, cfg) -> None:
         read_attrs(p)
 
 
+def _finished(run_dir: Path, targets) -> bool:
+    """A recorded analysis whose sweep stores hold every network of the sweep as it stands now."""
+    from analysis.aggregate import _pending, find_networks
+    from suite.rundir import read_stage
+    if read_stage(run_dir, "analyze") is None or not (run_dir / "analysis" / "summary.json").is_file():
+        return False
+    return all(_pending(run_dir / "analysis" / f"sweep_{t}.zarr", find_networks(run_dir, t)) == [] for t in targets)
+
+
 def run(args) -> int:
     from analysis import summary
     from analysis.aggregate import analyze_sweep, find_networks, make_client
     from analysis.plots import plot_all
     from suite.provenance import provenance
-    from suite.rundir import record_stage, run_lock, write_json_atomic
+    from suite.rundir import record_stage, run_lock, stage_record_path, write_json_atomic
 
     cfg = config_from_args(args)
     if args.scheduler_address and args.scheduler_file:
@@ -43,6 +52,11 @@ def run(args) -> int:
     targets = list(cfg.transfer.targets)
     t0 = time.perf_counter()
     with run_lock(run_dir, "analyze"):
+        if not args.force and _finished(run_dir, targets):
+            print(f"turbtl analyze: {run_dir / 'analysis'} is complete for every network (use --force to redo)")
+            return 0
+        # the stage record marks a finished analysis (the report shows the analysis only then)
+        stage_record_path(run_dir, "analyze").unlink(missing_ok=True)
         client, cluster = make_client(cfg.analyze.workers, args.scheduler_address, args.scheduler_file)
         try:
             info = analyze_sweep(run_dir, targets, cfg.train.system, client, percentile=cfg.analyze.percentile,
