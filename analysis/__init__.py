@@ -31,7 +31,7 @@ def summary(run_dir) -> dict:
     - ``class_fractions_base``: per layer, class → fraction, of the base network;
     - ``classes``, ``layers``.
 
-    Raises suite.errors.DataError when the analysis has not been run.
+    Raises suite.errors.DataError when the analysis has not been run or was interrupted.
     """
     from suite.errors import DataError
 
@@ -53,6 +53,10 @@ def summary(run_dir) -> dict:
     for t in fw["target"].values:
         t = str(t)
         sw = open_result(a / f"sweep_{t}.zarr")
+        done = sw["done"].values
+        if not done.all():  # an interrupted analysis: never report its partial rows as results
+            raise DataError(f"{a / f'sweep_{t}.zarr'}: analysis incomplete ({int(done.sum())} of {done.size} "
+                            "networks done); run `turbtl analyze` again to finish it", field="run-dir")
         bands = {str(v): [float(x) for x in data["band"].sel(target=t, var=v).values[:2]] for v in data["var"].values}
         targets[t] = comp[t] | {
             "scores": [float(x) for x in fw["score"].sel(target=t).values],

@@ -25,6 +25,7 @@ Stores in ``DIR/analysis/``:
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 import warnings
@@ -148,9 +149,26 @@ def quiet_zarr():
         yield
 
 
+def _replace_store(path: Path, write) -> None:
+    """Build a store with ``write(tmp_path)`` beside ``path``, then swap it in: a reader (or a run
+    killed half-way) sees the old store, the new one, or none, never half of one."""
+    import shutil
+    tmp, old = path.with_name(f".{path.name}.tmp"), path.with_name(f".{path.name}.old")
+    for p in (tmp, old):
+        if p.exists():
+            shutil.rmtree(p)
+    write(tmp)
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def _write(ds, path: Path) -> None:
-    with quiet_zarr():
-        ds.to_zarr(str(path), mode="w", zarr_format=3, consolidated=True)
+    def write(p):
+        with quiet_zarr():
+            ds.to_zarr(str(p), mode="w", zarr_format=3, consolidated=True)
+    _replace_store(path, write)
 
 
 def open_result(path):
@@ -189,8 +207,11 @@ def _sweep_template(path: Path, nets: list[Network], base: dict, n_shells: int, 
               "cls_to": list(CLASSES), "stage": list(STAGES), "k": np.arange(n_shells)}
     ds = xr.Dataset(data, coords=coords, attrs=attrs)
     enc = {v: {"chunks": ds[v].data.chunksize} for v in ds.data_vars}
-    with quiet_zarr():
-        ds.to_zarr(str(path), mode="w", compute=False, encoding=enc, zarr_format=3, consolidated=True)
+
+    def write(p):
+        with quiet_zarr():
+            ds.to_zarr(str(p), mode="w", compute=False, encoding=enc, zarr_format=3, consolidated=True)
+    _replace_store(path, write)
 
 
 def _pending(path: Path, nets: list[Network]) -> list[int] | None:
@@ -234,14 +255,15 @@ class Inputs:
 
 
 def _inputs(run_dir, systems: list[str], norm: dict, n_samples: int) -> Inputs:
-    from suite.fdns import open_fdns
+    from suite.fdns import open_fdns, reading
     from .spectra import fdns_path, training_fields
 
     x, n, L = {}, None, None
     for s in systems:
         ds = training_fields(open_fdns(fdns_path(run_dir, s)))
-        psi = ds["psi"].values.reshape(-1, *ds["psi"].shape[-2:])
-        om = ds["omega"].values.reshape(-1, *ds["omega"].shape[-2:])
+        with reading(fdns_path(run_dir, s)):
+            psi = ds["psi"].values.reshape(-1, *ds["psi"].shape[-2:])
+            om = ds["omega"].values.reshape(-1, *ds["omega"].shape[-2:])
         ok = np.isfinite(psi).all(axis=(1, 2)) & np.isfinite(om).all(axis=(1, 2))
         psi, om = psi[ok][:n_samples], om[ok][:n_samples]
         x[s] = normalized_inputs(psi, om, norm)

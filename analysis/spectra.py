@@ -30,14 +30,16 @@ def training_fields(ds, split: str = "train", max_snapshots: int | None = None):
 
 def data_spectra(run_dir, system: str, max_snapshots: int | None = None) -> dict[str, np.ndarray]:
     """``{"k": shells, "psi": E, "omega": E, "pi": E}`` of the training members of one system."""
-    from suite.fdns import open_fdns
+    from suite.fdns import open_fdns, reading
     from suite.metrics import spectrum
 
-    ds = training_fields(open_fdns(fdns_path(run_dir, system)), max_snapshots=max_snapshots)
+    path = fdns_path(run_dir, system)
+    ds = training_fields(open_fdns(path), max_snapshots=max_snapshots)
     L = float(ds.attrs.get("L", 2 * np.pi))
     out = {}
     for v in VARIABLES:
-        a = ds[v].values
+        with reading(path):
+            a = ds[v].values
         a = a.reshape(-1, *a.shape[-2:])
         a = a[np.isfinite(a).all(axis=(1, 2))]        # incomplete snapshots are NaN
         k, e = spectrum(a, L)

@@ -92,9 +92,11 @@ def write_checkpoint(path, arrays: dict, meta: dict) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with _suppress():
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename is None:  # name the file in the error (full disk ...)
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
     with _suppress():
         dfd = os.open(path.parent, os.O_RDONLY)

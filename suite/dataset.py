@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .errors import DataError
-from .fdns import open_fdns
+from .fdns import open_fdns, reading
 
 INPUTS = ("psi", "omega")
 OUTPUT = "pi"
@@ -123,7 +123,8 @@ class FDNSData:
         for s, e in zip(starts, ends):
             m, c = keys[s]
             t0 = c * self.chunk_time
-            block = sub.isel(member=int(m), time=slice(t0, t0 + self.chunk_time)).load()
+            with reading(self.path):
+                block = sub.isel(member=int(m), time=slice(t0, t0 + self.chunk_time)).load()
             rows = pairs[order[s:e], 1] - t0
             for v in variables:
                 out[v][order[s:e]] = block[v].values[rows]

@@ -295,14 +295,22 @@ def _bcast_outcome(world, fn):
 
 
 def _peek_checkpoint(path: Path):
-    """(names of the arrays, meta) of a checkpoint file without loading it, or None if absent."""
+    """(names of the arrays, meta) of a checkpoint file without loading it, None if absent, or the
+    DataError of :func:`solver.checkpoint.read_checkpoint` (path and what to do) for a damaged file:
+    a damaged checkpoint is reported, never silently replaced or used."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
             return list(z.files), json.loads(z["__meta__"].tobytes().decode())
-    except Exception:  # noqa: BLE001 - a damaged file: start the member again
-        return None
+    except Exception:  # noqa: BLE001 - a damaged file: say which and what to do
+        from solver.checkpoint import read_checkpoint
+        try:
+            read_checkpoint(path)
+        except DataError as e:
+            return e
+        return DataError(f"checkpoint {path} cannot be read: delete it to start the member from its initial "
+                         "condition", field="checkpoint")
 
 
 def run_system(cfg: Config, system: str, run_dir, *, save_dns: bool = False, force: bool = False,
@@ -354,6 +362,8 @@ def run_system(cfg: Config, system: str, run_dir, *, save_dns: bool = False, for
         peek = _peek_checkpoint(member_path(ckdir, m)) if decomp.is_group_root else None
         if decomp.group_comm is not None and decomp.group_comm.Get_size() > 1:
             peek = decomp.group_comm.bcast(peek, root=0)
+        if isinstance(peek, DataError):
+            raise peek
         if peek is not None and peek[1].get("fingerprint") == fp:
             from solver.checkpoint import load_members
             arrays, metas = load_members(ckdir, backend, [m])
@@ -378,8 +388,11 @@ def run_system(cfg: Config, system: str, run_dir, *, save_dns: bool = False, for
                 try:
                     sim.run(steps=k)
                 except SimulationBlowUp as e:
-                    raise SimulationBlowUp(f"{system} member {m}: {e}; last good checkpoint: "
-                                           f"{member_path(ckdir, m)} (step {last_ck})") from None
+                    good = (f"last good checkpoint: {member_path(ckdir, m)} (step {last_ck})"
+                            if member_path(ckdir, m).is_file()
+                            else "no checkpoint written yet (the member starts from its initial condition)")
+                    raise SimulationBlowUp(f"{system} member {m}: {e}; {good}; lower dns.dt or raise "
+                                           "dns.cfl_max/grid.n_dns, then rerun with --force") from None
                 timers.step += time.perf_counter() - t0
                 timers.steps += k
                 if sim.state.step < spin and sim.state.step - last_ck >= ck_steps:
@@ -442,15 +455,12 @@ def run_system(cfg: Config, system: str, run_dir, *, save_dns: bool = False, for
 # every system
 
 
-def run_dns(cfg: Config, run_dir, *, systems: list[str] | None = None, save_dns: bool = False,
-            force: bool = False, world=None, progress: bool = True, log=print) -> list[SystemResult]:
-    """Run the DNS stage for ``systems`` (default ``dns.systems``). Collective over ``world``
-    (an mpi4py communicator, or None when serial). Returns one :class:`SystemResult` per system
-    (complete on rank 0)."""
-    from solver.parallel import abort_on_error, check_slab_grid
+def check_run(cfg: Config, world=None, systems: list[str] | None = None) -> None:
+    """ConfigError unless ``systems`` exist and the rank layout fits the grid and the world size
+    (called by ``turbtl dns`` before anything is written, and by :func:`run_dns`)."""
+    from solver.parallel import check_slab_grid
 
-    systems = list(systems or cfg.dns.systems)
-    for s in systems:
+    for s in systems or cfg.dns.systems:
         cfg.system(s)
     check_slab_grid(cfg.grid.n_dns, cfg.dns.ranks_per_member)
     size = 1 if world is None else world.Get_size()
@@ -458,6 +468,17 @@ def run_dns(cfg: Config, run_dir, *, systems: list[str] | None = None, save_dns:
         from .errors import ConfigError
         raise ConfigError(f"dns.ranks_per_member = {cfg.dns.ranks_per_member}: must divide the number of "
                           f"MPI ranks ({size})", field="dns.ranks_per_member")
+
+
+def run_dns(cfg: Config, run_dir, *, systems: list[str] | None = None, save_dns: bool = False,
+            force: bool = False, world=None, progress: bool = True, log=print) -> list[SystemResult]:
+    """Run the DNS stage for ``systems`` (default ``dns.systems``). Collective over ``world``
+    (an mpi4py communicator, or None when serial). Returns one :class:`SystemResult` per system
+    (complete on rank 0)."""
+    from solver.parallel import abort_on_error
+
+    systems = list(systems or cfg.dns.systems)
+    check_run(cfg, world, systems)
     os.environ.setdefault(PLANNER_ENV, "FFTW_ESTIMATE")
     rank0 = world is None or world.Get_rank() == 0
     results = []

@@ -19,6 +19,9 @@ Every variable with a ``member`` dimension is chunked as (1 member, ``chunk_time
 whole rest): a writer that owns a member writes whole chunks, so no two MPI writers ever touch
 the same chunk (writers sharing a chunk would silently lose data). Zarr's local store writes
 each chunk to a temporary file and renames it, so a chunk is either old or new, never half.
+Every chunk is zstd-compressed with the frame checksum on, so a chunk truncated or altered on disk
+fails to decode; readers wrap their reads in :func:`reading`, which turns that into a DataError
+naming the store and what to do.
 
 Writers: :func:`create_store` (one process, before the others write), :class:`Writer` /
 :func:`write_chunk` (any process, for the chunks of its own members). Readers: :func:`open_fdns` (validated, only
@@ -143,7 +146,9 @@ def create_store(path: str | Path, layout: Layout, attrs: dict) -> None:
     ds = xr.Dataset(data, coords=coords, attrs=all_attrs)
     for name, v in ds.data_vars.items():
         v.attrs["description"] = _DESCRIPTIONS[name]
-    encoding = {name: {"chunks": v.data.chunksize} for name, v in ds.data_vars.items()}
+    from zarr.codecs import ZstdCodec
+    encoding = {name: {"chunks": v.data.chunksize, "compressors": [ZstdCodec(level=0, checksum=True)]}
+                for name, v in ds.data_vars.items()}
     encoding["complete"]["fill_value"] = False
     for name in ds.data_vars:
         if name != "complete":
@@ -201,6 +206,22 @@ class Writer:
 def write_chunk(path: str | Path, member: int, chunk: int, values: dict[str, np.ndarray]) -> None:
     """One-off :meth:`Writer.write_chunk` (opens the store each time; use a :class:`Writer` in loops)."""
     Writer(path).write_chunk(member, chunk, values)
+
+
+@contextmanager
+def reading(path: str | Path):
+    """Read data of the store at ``path`` inside this block: a chunk that cannot be decoded (cut
+    short or altered on disk: the zstd frame or its checksum fails) raises DataError naming the
+    store and what to do, instead of a codec error from deep inside zarr."""
+    from .errors import UsageError
+    try:
+        yield
+    except UsageError:
+        raise
+    except (RuntimeError, ValueError, OSError) as e:
+        raise DataError(f"FDNS store {path} is damaged: a data chunk cannot be read ({type(e).__name__}: {e}); "
+                        f"re-create it with `turbtl dns --force --systems {Path(path).name.removesuffix('.zarr')}`",
+                        field="store") from None
 
 
 def read_attrs(path: str | Path) -> dict:

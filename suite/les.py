@@ -519,7 +519,7 @@ def read_truth(store, n_members: int, duration: float, sample_interval: float) -
     (at most :data:`MAX_SNAPSHOTS`, evenly strided)."""
     from solver.sgs import backscatter_fraction, enstrophy_transfer
 
-    from .fdns import open_fdns
+    from .fdns import open_fdns, reading
 
     ds = open_fdns(store)
     split = np.asarray(ds["split"].values).astype(str)
@@ -542,9 +542,10 @@ def read_truth(store, n_members: int, duration: float, sample_interval: float) -
     stride = math.ceil(len(idx) / MAX_SNAPSHOTS)
     idx = idx[stride - 1::stride]
     sub = ds[["omega", "pi"]].isel(member=pos)
-    omega0 = sub["omega"].isel(time=0).values
-    om = sub["omega"].isel(time=idx).values
-    pi = sub["pi"].isel(time=idx).values
+    with reading(store):
+        omega0 = sub["omega"].isel(time=0).values
+        om = sub["omega"].isel(time=idx).values
+        pi = sub["pi"].isel(time=idx).values
     L = float(ds.attrs.get("L", 2 * math.pi))
     bs = backscatter_fraction(enstrophy_transfer(pi, om, L))
     return Truth(members=np.asarray(ds["member"].values)[pos], store_times=times, omega0=omega0,

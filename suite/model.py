@@ -251,7 +251,9 @@ def load_model(folder, map_location="cpu") -> tuple[ClosureCNN, dict, dict]:
         model.load_state_dict(blob["state_dict"])
         norm = _check_norm(blob["norm"])
     except Exception as e:  # noqa: BLE001 - any failure here means a corrupt or foreign file
-        raise DataError(f"model file {path} is corrupt or foreign: {e}", field="model") from None
+        raise DataError(f"model file {path} is corrupt or foreign ({type(e).__name__}: {e}); train it again "
+                        f"(`turbtl train --force` for the base network, `turbtl transfer --force` for a "
+                        "transfer-learned one)", field="model") from None
     meta_path = folder / "meta.json"
     try:
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}

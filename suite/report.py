@@ -100,7 +100,7 @@ def _spectra_section(run_dir: Path, attrs: dict) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .fdns import open_fdns
+    from .fdns import open_fdns, reading
     from .metrics import spectrum
     if not attrs:
         return ""
@@ -108,8 +108,11 @@ def _spectra_section(run_dir: Path, attrs: dict) -> str:
     slopes = []
     for name, path in _stores(run_dir).items():
         ds = open_fdns(path)
-        if "spectrum_dns" in ds and ds.sizes.get("time", 0):
-            e = np.asarray(ds["spectrum_dns"].mean(("member", "time")).values)
+        with reading(path):  # a damaged chunk: DataError naming the store
+            has_spec = "spectrum_dns" in ds and ds.sizes.get("time", 0)
+            e = np.asarray(ds["spectrum_dns"].mean(("member", "time")).values) if has_spec else None
+            pi = ds["pi"].isel(time=slice(-min(8, ds.sizes["time"]), None)).values
+        if has_spec:
             k = np.asarray(ds["k"].values, dtype=float)
             sel = (k > 0) & (e > 0)
             a1.loglog(k[sel], e[sel], label=name)
@@ -119,7 +122,6 @@ def _spectra_section(run_dir: Path, attrs: dict) -> str:
             if fit.sum() >= 3:
                 slopes.append([name, float(np.polyfit(np.log(k[fit]), np.log(e[fit]), 1)[0]),
                                f"{k[fit][0]:.0f}–{k[fit][-1]:.0f}"])
-        pi = ds["pi"].isel(time=slice(-min(8, ds.sizes["time"]), None)).values
         kk, ep = spectrum(pi.reshape(-1, *pi.shape[-2:]), float(attrs[name]["L"]))
         a2.loglog(kk[1:], ep[1:], label=name)
     kref = np.array([6.0, 30.0])
@@ -175,6 +177,8 @@ def _sweep_section(run_dir: Path) -> tuple[str, dict]:
 
 def _analysis_section(run_dir: Path, best: dict) -> dict[str, str]:
     try:
+        if read_stage(run_dir, "analyze") is None:  # none, or interrupted: never show partial results
+            raise FileNotFoundError("no finished `turbtl analyze` recorded in this run folder")
         from analysis import summary
         s = summary(run_dir)
     except Exception as e:  # noqa: BLE001

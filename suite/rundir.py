@@ -79,23 +79,27 @@ def write_json_atomic(path: str | Path, data) -> None:
     """Write JSON so that a reader sees the old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=False, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_bytes_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str).encode())
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write bytes so that a reader sees the old file or the new one; a failed write (full disk)
+    removes its temporary file and raises OSError naming ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename is None:  # name the file in the error (full disk ...)
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
 
 
 def stage_record_path(run_dir: str | Path, stage: str) -> Path:

@@ -272,9 +272,11 @@ def base_paths(run_dir: str | Path) -> dict[str, Path]:
 
 
 def train_base(cfg, run_dir: str | Path, system: str | None = None, env: D.DistEnv | None = None,
-               resume: bool = False, log=print) -> dict:
+               resume: bool = False, fresh: bool = False, log=print) -> dict:
     """Train the base network on ``DIR/fdns/<system>.zarr`` and write ``DIR/models/base/``.
 
+    ``fresh``: discard the checkpoint of an interrupted training (once the data has been read, so
+    that bad data leaves the folder as it was); the files of a previous model are replaced at the end.
     Returns the metrics dict (also written to ``metrics.json``). Every rank calls it; rank 0 writes.
     """
     from .provenance import provenance
@@ -298,6 +300,9 @@ def train_base(cfg, run_dir: str | Path, system: str | None = None, env: D.DistE
     if settings.bf16 and env.device.type != "cuda" and env.is_root:
         log("note: train.bf16 applies on CUDA only; training in float32 on CPU")
     paths["dir"].mkdir(parents=True, exist_ok=True)
+    if fresh and env.is_root:
+        paths["checkpoint"].unlink(missing_ok=True)
+    D.barrier(env)
     res = fit(model, train, val, settings, env, checkpoint=paths["checkpoint"], resume=resume)
     out = {}
     if env.is_root:

@@ -501,9 +501,15 @@ def collect_rows(run_dir, target: str):
     rows = []
     for p in sorted((sweep_dir(run_dir, target) / "rows").glob("*/*.json")):
         try:
-            rows.append(json.loads(p.read_text()))
-        except (OSError, json.JSONDecodeError) as e:
-            raise DataError(f"row file {p} is unreadable ({e}); delete it to redo that subset", field="results")
+            row = json.loads(p.read_text())
+        except (OSError, ValueError) as e:  # ValueError: bad JSON or not UTF-8 text
+            raise DataError(f"row file {p} is unreadable ({type(e).__name__}: {e}); delete it to redo that "
+                            "subset", field="results") from None
+        missing = sorted(set(COLUMNS) - set(row)) if isinstance(row, dict) else list(COLUMNS)
+        if missing:
+            raise DataError(f"row file {p} is not a sweep row (missing {', '.join(missing)}); delete it to "
+                            "redo that subset", field="results")
+        rows.append(row)
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     return sort_table(df)
 
@@ -540,7 +546,11 @@ def load_results(run_dir, target: str | None = None):
         path = sweep_dir(run_dir, t) / "results.csv"
         if not path.is_file():
             raise DataError(f"{path} not found: run `turbtl transfer` first (target {t!r})", field="results")
-        df = pd.read_csv(path, dtype={"mask": str, "target": str, "kind": str})
+        try:
+            df = pd.read_csv(path, dtype={"mask": str, "target": str, "kind": str})
+        except (ValueError, pd.errors.ParserError) as e:  # incl. EmptyDataError, not UTF-8
+            raise DataError(f"{path} is unreadable ({type(e).__name__}: {e}); run `turbtl transfer` again "
+                            "to rebuild it from the row files", field="results") from None
         missing = sorted(set(COLUMNS) - set(df.columns))
         if missing:
             raise DataError(f"{path}: columns {missing} are missing (expected {', '.join(COLUMNS)})", field="results")

@@ -17,7 +17,7 @@ from .common import add_config_options, config_from_args, csv_list, run_dir_from
 
 
 def run(args) -> int:
-    from ..dns import run_dns, world_comm
+    from ..dns import check_run, run_dns, world_comm
     from ..rundir import record_stage, run_lock
 
     overrides = {"dns": {"systems": csv_list(args.systems)}} if args.systems else None
@@ -28,6 +28,7 @@ def run(args) -> int:
     cfg = config_from_args(args, overrides)  # validated (incl. the systems) before anything is written
     run_dir = run_dir_from_args(args, cfg)
     world = world_comm()
+    check_run(cfg, world)  # rank layout vs grid and world size, before the run folder is touched
     rank0 = world is None or world.Get_rank() == 0
     t0 = time.perf_counter()
     try:

@@ -14,7 +14,6 @@ unless --force.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -57,17 +56,18 @@ def run(args) -> int:
     try:
         with run_lock(run_dir, "train", comm=D.TorchComm(env)):
             if paths["model"].exists() and not args.force:
+                from ..model import load_model
+                load_model(paths["dir"])  # a damaged model.pt is reported (DataError), not kept as done
                 if env.is_root:
                     print(f"turbtl train: {paths['model']} exists (use --force to retrain)")
                 return 0
-            if args.force and env.is_root and paths["dir"].exists():
-                shutil.rmtree(paths["dir"])
-            D.barrier(env)
-            if paths["checkpoint"].exists() and not args.resume:
+            if paths["checkpoint"].exists() and not (args.resume or args.force):
                 raise UsageError(f"an interrupted training left {paths['checkpoint']}: pass --resume to "
                                  "continue it or --force to start over", field="resume")
             t0 = time.perf_counter()
-            out = train_base(cfg, run_dir, system, env=env, resume=args.resume)
+            # --force: the old model stays until the new one replaces it (bad data: nothing lost)
+            out = train_base(cfg, run_dir, system, env=env, resume=args.resume and not args.force,
+                             fresh=args.force)
             if env.is_root:
                 cnn = out["models"]["cnn"]
                 summary = (f"base CNN on {system}: test CC {cnn['cc']:.3f} (backscatter {cnn['cc_backscatter']:.3f}, "
