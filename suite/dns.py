@@ -356,6 +356,7 @@ def run_system(cfg: Config, system: str, run_dir, *, save_dns: bool = False, for
         save_members(ckdir, backend, [m], {k: v[None] for k, v in arrays.items()}, meta)
         timers.io += time.perf_counter() - t0
 
+    done_rows = completed(path) if is_writer else None  # this group's members' markers (resume check)
     for m in decomp.members:
         mem = _Member(cfg, system, m, backend)
         # resume from this member's checkpoint, if any (read on the group root, shared in the group)
@@ -366,9 +367,17 @@ def run_system(cfg: Config, system: str, run_dir, *, save_dns: bool = False, for
             raise peek
         if peek is not None and peek[1].get("fingerprint") == fp:
             from solver.checkpoint import load_members
-            arrays, metas = load_members(ckdir, backend, [m])
-            state = mem.stepper.restore({k: v[0] for k, v in arrays.items()}, metas[0])
+            arrays, metas = load_members(ckdir, backend, [m])  # DataError: truncated / tampered
             next_snapshot = int(metas[0]["next_snapshot"])
+            # the store must hold every snapshot the checkpoint says was written; if markers were lost
+            # (a damaged store), the member starts over rather than leave holes behind
+            lost = bool(decomp.is_group_root and not done_rows[m, :next_snapshot].all())
+            if decomp.group_comm is not None and decomp.group_comm.Get_size() > 1:
+                lost = decomp.group_comm.bcast(lost, root=0)
+            if lost:
+                state, next_snapshot = mem.initial_state(), 0
+            else:
+                state = mem.stepper.restore({k: v[0] for k, v in arrays.items()}, metas[0])
         else:
             state = mem.initial_state()
             next_snapshot = 0

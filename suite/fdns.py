@@ -117,6 +117,8 @@ def create_store(path: str | Path, layout: Layout, attrs: dict) -> None:
     """Create (overwrite) an empty store: metadata, coordinates and attributes, no data chunks.
 
     Call on one process before any :func:`write_chunk`; unwritten values read as NaN / False.
+    Built beside ``path`` and renamed into place, so a failure (full disk, kill) never leaves a
+    half-created store behind.
     """
     import dask.array as da
     import xarray as xr
@@ -154,7 +156,18 @@ def create_store(path: str | Path, layout: Layout, attrs: dict) -> None:
         if name != "complete":
             encoding[name]["fill_value"] = np.nan
     with _quiet():
-        ds.to_zarr(str(path), mode="w", compute=False, encoding=encoding, zarr_format=3, consolidated=True)
+        import os
+        import shutil
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            ds.to_zarr(str(tmp), mode="w", compute=False, encoding=encoding, zarr_format=3, consolidated=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
 
 
 def _group(path, mode="r"):
