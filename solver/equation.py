@@ -156,25 +156,31 @@ class Equation:
                for k, v in ik.items()}
         spec = {k: be.zeros_spectral(batch) for k in ik}
         phys = {k: be.zeros_physical(batch) for k in ik}
-        inv = {k: be.plan_irfft2(spec[k], phys[k]) for k in ik}
+        # the 2/3 rule zeroes every column kx > kmax: the transforms may skip them
+        kx_stop = g.kmax_dealias + 1 if self.dealias == "2/3" else None
+        inv = {k: be.plan_irfft2(spec[k], phys[k], kx_stop=kx_stop) for k in ik}
         j_hat = be.zeros_spectral(batch)
-        fwd = be.plan_rfft2(phys["u"], j_hat)
+        fwd = be.plan_rfft2(phys["u"], j_hat, kx_stop=kx_stop)
         neg_mask = be.asarray(-self.mask_np, complex=True)
         ws = dict(ops=ops, spec=spec, phys=phys, inv=inv, fwd=fwd, j_hat=j_hat, neg_mask=neg_mask)
         self._work[key] = ws
         return ws
 
     def _zero_outside(self, a):
-        """Zero a spectral buffer outside the kept blocks (the planned inverse destroys input)."""
+        """Zero a spectral buffer outside the kept blocks (the planned inverse destroys input;
+        a backend that ``skips_kx`` leaves the columns above the kept ones alone, and they are
+        zero from the start)."""
         if self.dealias != "2/3":
             return
         n, kmax = self.grid.n, self.grid.kmax_dealias
         if not self._blocks:
-            a[...] = 0
+            if not self.backend.skips_kx:
+                a[...] = 0
             return
         c = self._blocks[0][1]
         a[..., kmax + 1:n - kmax, c] = 0
-        a[..., :, c.stop:] = 0
+        if not self.backend.skips_kx:
+            a[..., :, c.stop:] = 0
         a[..., :, :c.start] = 0
 
     def jacobian_hat(self, omega_hat, out=None):

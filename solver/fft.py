@@ -33,9 +33,45 @@ BACKENDS = ("numpy", "torch")
 DTYPES = ("float64", "float32")
 DEVICES = ("cpu", "cuda", "auto")
 # FFTW planner rigour of the planned (hot-loop) transforms. FFTW_MEASURE times candidate
-# algorithms, so two processes may pick different ones (results equal to rounding, not bitwise);
-# FFTW_ESTIMATE is deterministic. Set TURBTL_FFTW_PLANNER to override.
+# algorithms; it is made deterministic across processes by the per-host wisdom cache
+# (solver.wisdom: the first process measures, every later one reuses its choice), so results are
+# bitwise reproducible. FFTW_ESTIMATE needs no cache (but its transforms are slower). Set
+# TURBTL_FFTW_PLANNER to override.
+PLANNER_ENV = "TURBTL_FFTW_PLANNER"
+PLANNERS = ("FFTW_ESTIMATE", "FFTW_MEASURE", "FFTW_PATIENT", "FFTW_EXHAUSTIVE")
 DEFAULT_PLANNER = "FFTW_MEASURE"
+
+
+def default_planner() -> str:
+    """``$TURBTL_FFTW_PLANNER`` if set, else :data:`DEFAULT_PLANNER`; ConfigError if unknown."""
+    planner = os.environ.get(PLANNER_ENV, "").strip() or DEFAULT_PLANNER
+    if planner not in PLANNERS:
+        raise ConfigError(f"{PLANNER_ENV} = {planner!r}: must be one of {', '.join(PLANNERS)}",
+                          field=PLANNER_ENV)
+    return planner
+
+
+def fftw_plan(src, dst, axes, forward: bool, planner: str, threads: int):
+    """A pyFFTW plan of ``src`` -> ``dst`` along ``axes`` (c2c, or r2c/c2r when one side is real;
+    the inverse unnormalised and allowed to destroy its input); the buffers' contents are kept.
+
+    Planners other than FFTW_ESTIMATE plan under the wisdom cache (:func:`solver.wisdom.planning`),
+    so every process gets the same algorithm for the same problem; without a usable cache they fall
+    back to FFTW_ESTIMATE."""
+    import pyfftw
+    from .wisdom import planning
+    keep = (src.copy(), dst.copy())  # planning with FFTW_MEASURE overwrites the buffers
+    extra = () if forward else ("FFTW_DESTROY_INPUT",)
+    direction = "FFTW_FORWARD" if forward else "FFTW_BACKWARD"
+    if planner == "FFTW_ESTIMATE":
+        plan = pyfftw.FFTW(src, dst, axes=axes, direction=direction, flags=(planner,) + extra, threads=threads)
+    else:
+        with planning() as ok:
+            flags = ((planner if ok else "FFTW_ESTIMATE"),) + extra
+            plan = pyfftw.FFTW(src, dst, axes=axes, direction=direction, flags=flags, threads=threads)
+    np.copyto(src, keep[0])
+    np.copyto(dst, keep[1])
+    return plan
 
 
 def default_threads() -> int:
@@ -71,6 +107,9 @@ class FFTBackend:
 
     name = "abstract"
     comm = None
+    # True when plan_rfft2/plan_irfft2 given ``kx_stop`` neither read nor write the columns
+    # kx >= kx_stop (so a caller need not re-zero them between calls)
+    skips_kx = False
 
     def _setup_layout(self, n: int, y_slice: slice, kx_slice: slice) -> None:
         if not (isinstance(n, int) and n >= 4 and n % 2 == 0):
@@ -99,17 +138,21 @@ class FFTBackend:
         The input is preserved."""
         raise NotImplementedError
 
-    def plan_rfft2(self, src, dst) -> Callable[[], None]:
+    def plan_rfft2(self, src, dst, kx_stop: int | None = None) -> Callable[[], None]:
         """A callable computing ``dst[...] = rfft2(src)`` for these two buffers (from
-        :meth:`empty_physical`/:meth:`empty_spectral`)."""
+        :meth:`empty_physical`/:meth:`empty_spectral`).
+
+        ``kx_stop``: only the global columns ``kx < kx_stop`` of ``dst`` are needed; a backend may
+        leave the others as they were (the slab backend does) or fill them in (these do)."""
         def run():
             dst[...] = self.rfft2(src)
         return run
 
-    def plan_irfft2(self, src, dst) -> Callable[[], None]:
+    def plan_irfft2(self, src, dst, kx_stop: int | None = None) -> Callable[[], None]:
         """A callable computing ``dst[...] = n**2 * irfft2(src)`` (unnormalised inverse).
 
-        ``src`` may be overwritten by the call."""
+        ``src`` may be overwritten by the call. ``kx_stop``: the caller guarantees that ``src`` is
+        zero in the global columns ``kx >= kx_stop``, so a backend may skip them."""
         scale = float(self.n * self.n)
 
         def run():
@@ -229,7 +272,7 @@ class NumpyFFT(FFTBackend):
         if use_fftw and self._fftw is None:
             raise ConfigError("pyFFTW is not installed: use the scipy.fft fallback (use_fftw=False)",
                               field="dns.backend")
-        self.planner = planner or os.environ.get("TURBTL_FFTW_PLANNER", DEFAULT_PLANNER)
+        self.planner = planner or default_planner()
         self._plans: dict = {}
         self._setup_layout(n, slice(0, n), slice(0, n // 2 + 1))
 
@@ -256,15 +299,7 @@ class NumpyFFT(FFTBackend):
             raise ValueError(f"expected trailing shape {shape}, got {tuple(a.shape)}")
 
     def _fftw_plan(self, src, dst, forward):
-        pyfftw = self._fftw
-        flags = (self.planner,) if forward else (self.planner, "FFTW_DESTROY_INPUT")
-        # planning with FFTW_MEASURE overwrites the buffers: keep their contents
-        s, d = src.copy(), dst.copy()
-        plan = pyfftw.FFTW(src, dst, axes=(-2, -1), direction="FFTW_FORWARD" if forward else "FFTW_BACKWARD",
-                           flags=flags, threads=self.threads)
-        np.copyto(src, s)
-        np.copyto(dst, d)
-        return plan
+        return fftw_plan(src, dst, (-2, -1), forward, self.planner, self.threads)
 
     def _cached(self, batch, forward):
         key = (tuple(batch), forward)
@@ -308,12 +343,12 @@ class NumpyFFT(FFTBackend):
         np.multiply(dst, 1.0 / (self.n * self.n), out=out)
         return out
 
-    def plan_rfft2(self, src, dst):
+    def plan_rfft2(self, src, dst, kx_stop=None):
         if self._fftw is None:
             return super().plan_rfft2(src, dst)
         return self._fftw_plan(src, dst, True).execute
 
-    def plan_irfft2(self, src, dst):
+    def plan_irfft2(self, src, dst, kx_stop=None):
         if self._fftw is None:
             import scipy.fft
             n = self.n
@@ -374,11 +409,11 @@ class TorchFFT(FFTBackend):
         out.copy_(res)
         return out
 
-    def plan_rfft2(self, src, dst):
+    def plan_rfft2(self, src, dst, kx_stop=None):
         fft = self.torch.fft.rfft2
         return lambda: fft(src, out=dst)
 
-    def plan_irfft2(self, src, dst):
+    def plan_irfft2(self, src, dst, kx_stop=None):
         ifft, s = self.torch.fft.irfft2, (self.n, self.n)
         return lambda: ifft(src, s=s, norm="forward", out=dst)
 

@@ -10,11 +10,14 @@ Two levels (DESIGN.md, "Parallelism"):
    More groups than members is allowed: the surplus groups are *idle* (``decomp.idle``), hold no
    member and only take part in the world-wide agreements (blow-up checks, barriers).
 2. :class:`SlabFFT` slab-decomposes each member over the ranks of its group: physical rows (y) are
-   split in equal blocks, spectral ``kx`` columns of the ``rfft2`` layout in contiguous balanced
-   blocks (docs/CONTRACTS.md). ``rfft2`` = local 1D real FFT along x, a global transpose
-   (``Alltoallv`` on numpy buffers), local 1D FFT along y; ``irfft2`` runs the same steps
-   backwards. The torch backend does its 1D transforms on the rank's device and stages the
-   transposes through host memory.
+   split in equal blocks, spectral ``kx`` columns of the ``rfft2`` layout in contiguous blocks
+   balanced over the columns the 2/3 rule keeps (:func:`kx_blocks`; docs/CONTRACTS.md). ``rfft2``
+   = local 1D real FFT along x, a global transpose (one ``Alltoallw``), local 1D FFT along y;
+   ``irfft2`` runs the same steps backwards. The hot-loop transforms of the equation
+   (``plan_rfft2``/``plan_irfft2`` with ``kx_stop``) skip the columns the 2/3 rule always zeroes:
+   they are neither sent nor transformed, so every rank does an equal share of the work. The torch
+   backend does its 1D transforms on the rank's device and stages the transposes through host
+   memory.
 
 Reductions (:meth:`SlabFFT.allsum`, :meth:`SlabFFT.allmax`) gather every rank's contribution and
 combine them in rank order, so every rank gets the *bit-identical* number (not just what the MPI
@@ -44,9 +47,9 @@ import numpy as np
 
 from suite.errors import ConfigError, SimulationBlowUp
 
-from .fft import FFTBackend
+from .fft import FFTBackend, fftw_plan
 
-__all__ = ["block_range", "check_slab_grid", "Decomposition", "SlabFFT", "agree_or_raise", "collective",
+__all__ = ["block_range", "kx_blocks", "kept_columns", "check_slab_grid", "Decomposition", "SlabFFT", "agree_or_raise", "collective",
            "abort_on_error", "local_device", "bench"]
 
 
@@ -56,6 +59,28 @@ def block_range(n_items: int, n_parts: int, part: int) -> tuple[int, int]:
     q, r = divmod(n_items, n_parts)
     start = part * q + min(part, r)
     return start, start + q + (1 if part < r else 0)
+
+
+def kept_columns(n: int) -> int:
+    """How many leading ``kx`` columns (``0 <= kx <= (n-1)//3``) the 2/3 rule keeps on an ``n``² grid
+    (``solver.grid.Grid.kmax_dealias`` + 1)."""
+    return (n - 1) // 3 + 1
+
+
+def kx_blocks(n: int, parts: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` of the spectral ``kx`` columns of each of ``parts`` ranks (contiguous, in
+    rank order, covering ``0 ... n//2``).
+
+    The columns the 2/3 rule keeps (:func:`kept_columns`) are split as :func:`block_range` does
+    (kept-column counts differ by at most one); the last rank also holds the always-zero columns
+    above them, which the dealiased hot-loop transforms skip. Where fewer columns are kept than
+    there are ranks, all ``n//2+1`` columns are split by :func:`block_range`."""
+    nkx, keep = n // 2 + 1, kept_columns(n)
+    if keep < parts:
+        return [block_range(nkx, parts, r) for r in range(parts)]
+    blocks = [block_range(keep, parts, r) for r in range(parts)]
+    blocks[-1] = (blocks[-1][0], nkx)
+    return blocks
 
 
 def _size(comm) -> int:
@@ -186,45 +211,59 @@ class _Transpose:
     ``rows`` ``(*batch, ny_local, nkx)``: x-transformed local rows, every kx column.
     ``cols`` ``(*batch, n, nkx_local)``: every row, the local kx columns.
     To/from rank q travels the block ``(*batch, ny_local, kx_slice(q))`` of ``rows`` and the block
-    ``(*batch, y_slice(q), nkx_local)`` of ``cols``. Both arrays must be C-contiguous numpy arrays.
+    ``(*batch, y_slice(q), nkx_local)`` of ``cols``; with ``kx_stop`` only the global columns
+    ``kx < kx_stop`` of those blocks travel (the others are neither read nor written). Both arrays
+    must be C-contiguous numpy arrays.
     """
 
-    def __init__(self, fft: "SlabFFT", batch: tuple):
+    def __init__(self, fft: "SlabFFT", batch: tuple, kx_stop: int | None = None):
         B, n, ny, nkx, nkl = prod(batch), fft.n, fft.ny_local, fft.nkx, fft.nkx_local
         self.rows_shape, self.cols_shape = tuple(batch) + (ny, nkx), tuple(batch) + (n, nkl)
         self.comm, self.p = fft.comm, fft.size
         self.row_types = self.col_types = []
+        stop = nkx if kx_stop is None else min(int(kx_stop), nkx)
+        self.width = [max(0, min(e, stop) - s) for s, e in fft._kx_blocks]  # columns sent per rank
         if fft.comm is None:
             return
         real = _mpi_real(fft.np_dtype)
         size = np.dtype(fft.np_cdtype).itemsize
-        self.row_types = [real.Create_vector(B * ny, 2 * (e - s), 2 * nkx).Commit() for s, e in fft._kx_blocks]
+        self.row_types = [real.Create_vector(B * ny, 2 * w, 2 * nkx).Commit() for w in self.width]
         self.row_disp = [size * s for s, _ in fft._kx_blocks]
-        col_type = real.Create_vector(B, 2 * ny * nkl, 2 * n * nkl).Commit()
+        kl = self.width[fft.rank]
+        if kl == nkl:
+            col_type = real.Create_vector(B, 2 * ny * nkl, 2 * n * nkl).Commit()
+        else:
+            inner = real.Create_vector(ny, 2 * kl, 2 * nkl)
+            col_type = inner.Create_hvector(B, 1, size * n * nkl).Commit()
+            inner.Free()
         self.col_types = [col_type] * self.p
         self.col_disp = [size * r * ny * nkl for r in range(self.p)]
-        self.ones = [1] * self.p
+        self.row_counts = [1 if w else 0 for w in self.width]
+        self.col_counts = [1 if kl else 0] * self.p
 
-    def _args(self, a, shape, types, disp):
+    @staticmethod
+    def _args(a, shape, counts, types, disp):
         if a.shape != shape or not a.flags.c_contiguous:
             raise ValueError(f"transpose buffer must be C-contiguous of shape {shape}, got {a.shape}")
-        return [a, (self.ones, disp), types]
+        return [a, (counts, disp), types]
 
     def rows_to_cols(self, rows: np.ndarray, cols: np.ndarray) -> None:
         """Fill ``cols`` from ``rows`` (the forward transpose)."""
         if self.comm is None:
-            np.copyto(cols, rows)
+            w = self.width[0]
+            np.copyto(cols[..., :w], rows[..., :w])
             return
-        self.comm.Alltoallw(self._args(rows, self.rows_shape, self.row_types, self.row_disp),
-                            self._args(cols, self.cols_shape, self.col_types, self.col_disp))
+        self.comm.Alltoallw(self._args(rows, self.rows_shape, self.row_counts, self.row_types, self.row_disp),
+                            self._args(cols, self.cols_shape, self.col_counts, self.col_types, self.col_disp))
 
     def cols_to_rows(self, cols: np.ndarray, rows: np.ndarray) -> None:
         """Fill ``rows`` from ``cols`` (the inverse transpose)."""
         if self.comm is None:
-            np.copyto(rows, cols)
+            w = self.width[0]
+            np.copyto(rows[..., :w], cols[..., :w])
             return
-        self.comm.Alltoallw(self._args(cols, self.cols_shape, self.col_types, self.col_disp),
-                            self._args(rows, self.rows_shape, self.row_types, self.row_disp))
+        self.comm.Alltoallw(self._args(cols, self.cols_shape, self.col_counts, self.col_types, self.col_disp),
+                            self._args(rows, self.rows_shape, self.row_counts, self.row_types, self.row_disp))
 
     def free(self) -> None:
         for t in set(self.row_types + self.col_types):
@@ -242,9 +281,15 @@ class SlabFFT(FFTBackend):
     Implements the FFT-backend contract (docs/CONTRACTS.md; base class
     :class:`solver.fft.FFTBackend`): physical arrays ``(..., n//p, n)`` hold rows ``y_slice``;
     spectral arrays ``(..., n, nkx_local)`` hold the ``kx`` columns ``kx_slice`` of numpy's ``rfft2``
-    layout (contiguous blocks, the first ``(n//2+1) % p`` ranks one column more); ``rfft2``/``irfft2``
-    follow numpy's normalisation; leading batch dimensions are carried through. ``comm`` may have a
-    single rank (then no messages are sent).
+    layout (contiguous blocks of :func:`kx_blocks`: the kept columns of the 2/3 rule balanced, the
+    last rank also holding the columns above them); ``rfft2``/``irfft2`` follow numpy's
+    normalisation; leading batch dimensions are carried through. ``comm`` may have a single rank
+    (then no messages are sent).
+
+    ``plan_rfft2``/``plan_irfft2`` take ``kx_stop`` (the equation passes the 2/3 rule's
+    :func:`kept_columns`): the columns ``kx >= kx_stop`` are not transposed or transformed (the
+    inverse takes them to be zero, the forward leaves them as they were), so the dealiased step's
+    work is split evenly.
 
     ``backend="numpy"``: 1D FFTW plans (pyFFTW, same planner as the serial backend: see
     ``solver.fft.DEFAULT_PLANNER``; numpy.fft if pyFFTW is missing) on aligned buffers, x transforms
@@ -275,11 +320,12 @@ class SlabFFT(FFTBackend):
         self.np_cdtype = np.dtype("complex128" if dtype == "float64" else "complex64")
         self.nkx = n // 2 + 1
         self.ny_local = n // self.size
-        self._kx_blocks = [block_range(self.nkx, self.size, r) for r in range(self.size)]
+        self._kx_blocks = kx_blocks(n, self.size)
         self.nkx_local = self._kx_blocks[self.rank][1] - self._kx_blocks[self.rank][0]
         self._setup_layout(n, slice(self.rank * self.ny_local, (self.rank + 1) * self.ny_local),
                            slice(*self._kx_blocks[self.rank]))
         self._fftw = getattr(loc, "_fftw", None) if backend == "numpy" else None
+        self.skips_kx = backend == "numpy"
         self.planner = getattr(loc, "planner", None)
         self._pipes: dict = {}
 
@@ -319,13 +365,7 @@ class SlabFFT(FFTBackend):
         """A zero-argument callable: unnormalised 1D transform of ``src`` along ``axis`` into
         ``dst`` (may be ``src`` for complex in-place); r2c/c2r when one side is real."""
         if self._fftw is not None:
-            flags = (self.planner,) if forward else (self.planner, "FFTW_DESTROY_INPUT")
-            keep = (src.copy(), dst.copy())  # planning may overwrite the buffers
-            plan = self._fftw.FFTW(src, dst, axes=(axis,), direction="FFTW_FORWARD" if forward
-                                   else "FFTW_BACKWARD", flags=flags, threads=self.threads)
-            np.copyto(src, keep[0])
-            np.copyto(dst, keep[1])
-            return plan.execute
+            return fftw_plan(src, dst, (axis,), forward, self.planner, self.threads).execute
         real_in, real_out = not np.iscomplexobj(src), not np.iscomplexobj(dst)
         if real_in:
             return lambda: np.copyto(dst, np.fft.rfft(src, axis=axis))
@@ -334,22 +374,32 @@ class SlabFFT(FFTBackend):
         f = np.fft.fft if forward else np.fft.ifft
         return lambda: np.copyto(dst, f(src, axis=axis, norm="backward" if forward else "forward"))
 
-    def _transpose(self, batch) -> _Transpose:
-        key = ("transpose", tuple(batch))
+    def _transpose(self, batch, kx_stop=None) -> _Transpose:
+        key = ("transpose", tuple(batch), kx_stop)
         if key not in self._pipes:
-            self._pipes[key] = _Transpose(self, tuple(batch))
+            self._pipes[key] = _Transpose(self, tuple(batch), kx_stop)
         return self._pipes[key]
 
-    def _forward(self, batch, src=None, dst=None):
+    def _kx_stop(self, kx_stop):
+        """``kx_stop`` as an int in [1, nkx], or None when every column takes part."""
+        if kx_stop is None or kx_stop >= self.nkx:
+            return None
+        if not (isinstance(kx_stop, (int, np.integer)) and kx_stop >= 1):
+            raise ValueError(f"kx_stop = {kx_stop!r}: must be an integer >= 1 (or None)")
+        return int(kx_stop)
+
+    def _forward(self, batch, src=None, dst=None, kx_stop=None):
         """Planned forward pipeline for ``batch``: returns (run, src, dst); run() leaves
-        ``dst = rfft2(src)``. x transforms into a row buffer, transpose straight into ``dst``,
-        in-place y transforms there. Buffers not given are allocated here."""
-        t = self._transpose(batch)
+        ``dst = rfft2(src)`` (only the columns ``kx < kx_stop``, when given). x transforms into a
+        row buffer, transpose straight into ``dst``, in-place y transforms there. Buffers not given
+        are allocated here."""
+        t = self._transpose(batch, kx_stop)
         src = self._host_alloc(batch + self.physical_shape, complex=False) if src is None else src
         dst = self._host_alloc(batch + self.spectral_shape) if dst is None else dst
         rows = self._host_alloc(t.rows_shape)
         fx = self._plan(src, rows, -1, True)
-        fy = self._plan(dst, dst, -2, True)
+        kl = t.width[self.rank]
+        fy = self._plan(dst[..., :kl], dst[..., :kl], -2, True) if kl else (lambda: None)
 
         def run():
             fx()
@@ -357,19 +407,25 @@ class SlabFFT(FFTBackend):
             fy()
         return run, src, dst
 
-    def _backward(self, batch, src=None, dst=None):
+    def _backward(self, batch, src=None, dst=None, kx_stop=None):
         """Planned inverse pipeline: run() leaves ``dst = n**2 * irfft2(src)`` (unnormalised)
-        and overwrites ``src`` (in-place y transforms, transposed from there)."""
-        t = self._transpose(batch)
+        and overwrites ``src`` (in-place y transforms, transposed from there). With ``kx_stop``
+        the columns ``kx >= kx_stop`` of ``src`` are taken to be zero and not read."""
+        t = self._transpose(batch, kx_stop)
         src = self._host_alloc(batch + self.spectral_shape) if src is None else src
         dst = self._host_alloc(batch + self.physical_shape, complex=False) if dst is None else dst
         rows = self._host_alloc(t.rows_shape)
-        by = self._plan(src, src, -2, False)
+        rows[...] = 0
+        kl = t.width[self.rank]
+        by = self._plan(src[..., :kl], src[..., :kl], -2, False) if kl else (lambda: None)
         bx = self._plan(rows, dst, -1, False)
+        tail = rows[..., kx_stop:] if kx_stop is not None else None
 
         def run():
             by()
             t.cols_to_rows(src, rows)
+            if tail is not None:
+                tail.fill(0)  # the c2r transform destroys its input
             bx()
         return run, src, dst
 
@@ -435,21 +491,25 @@ class SlabFFT(FFTBackend):
         np.multiply(dst, 1.0 / (self.n * self.n), out=out)
         return out
 
-    def plan_rfft2(self, src, dst):
-        """``dst[...] = rfft2(src)`` as a zero-argument callable bound to these buffers."""
+    def plan_rfft2(self, src, dst, kx_stop=None):
+        """``dst[...] = rfft2(src)`` as a zero-argument callable bound to these buffers; with
+        ``kx_stop`` only the global columns ``kx < kx_stop`` of ``dst`` are computed (numpy
+        backend: the others are left as they were)."""
         self._check(src, False)
         self._check(dst, True)
         if self.name == "torch":
             return lambda: dst.copy_(self._torch_rfft2(src))
-        return self._forward(tuple(src.shape[:-2]), src, dst)[0]
+        return self._forward(tuple(src.shape[:-2]), src, dst, self._kx_stop(kx_stop))[0]
 
-    def plan_irfft2(self, src, dst):
-        """``dst[...] = n**2 * irfft2(src)`` (unnormalised) as a zero-argument callable."""
+    def plan_irfft2(self, src, dst, kx_stop=None):
+        """``dst[...] = n**2 * irfft2(src)`` (unnormalised) as a zero-argument callable; ``src``
+        may be overwritten. With ``kx_stop``, ``src`` must be zero in the global columns
+        ``kx >= kx_stop`` (numpy backend: they are not read)."""
         self._check(src, True)
         self._check(dst, False)
         if self.name == "torch":
             return lambda: dst.copy_(self._torch_irfft2(src, "forward"))
-        return self._backward(tuple(src.shape[:-2]), src, dst)[0]
+        return self._backward(tuple(src.shape[:-2]), src, dst, self._kx_stop(kx_stop))[0]
 
     # -- reductions ---------------------------------------------------------------------------
     def _allgather(self, x):

@@ -21,9 +21,10 @@ Resumable: after each chunk is written (and marked complete) the member's state 
 (:mod:`solver.checkpoint`, ``DIR/fdns/<system>.ckpt/member-<m>.npz``: spectral state, AB2
 history, step, time). A killed run, started again with the same command, continues every member
 from its last checkpoint and rewrites the chunks after it; with the same rank count the final
-store equals an uninterrupted run's bit for bit on CPU. For that, FFTW plans are made with
-``FFTW_ESTIMATE`` (deterministic; ``FFTW_MEASURE`` may choose another algorithm in another
-process) unless ``TURBTL_FFTW_PLANNER`` is set. A finished store is skipped unless ``force``.
+store equals an uninterrupted run's bit for bit on CPU. For that, FFTW plans are measured once per
+host and shared through the wisdom cache (:mod:`solver.wisdom`), so every process uses the same
+algorithms (``TURBTL_FFTW_PLANNER`` overrides the planner, e.g. ``FFTW_ESTIMATE``). A finished
+store is skipped unless ``force``.
 """
 from __future__ import annotations
 
@@ -45,7 +46,6 @@ from .errors import DataError, SimulationBlowUp
 from .fdns import Layout, Writer, completed, create_store, is_finished, read_attrs, split_labels
 from .provenance import provenance
 
-PLANNER_ENV = "TURBTL_FFTW_PLANNER"
 _PROGRESS_TAG = 7301
 _MPI_ENV = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "SLURM_PROCID")
 
@@ -488,7 +488,6 @@ def run_dns(cfg: Config, run_dir, *, systems: list[str] | None = None, save_dns:
 
     systems = list(systems or cfg.dns.systems)
     check_run(cfg, world, systems)
-    os.environ.setdefault(PLANNER_ENV, "FFTW_ESTIMATE")
     rank0 = world is None or world.Get_rank() == 0
     results = []
     with abort_on_error(world):
