@@ -26,19 +26,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .filters import GaussianFilter, wavenumbers
+
 MODELS = ("smag", "leith", "dsmag", "dleith")
 
 
 # --------------------------------------------------------------------------------------------
 # spectral helpers
-
-
-def wavenumbers(n: int, L: float) -> tuple[np.ndarray, np.ndarray]:
-    """(kx, ky) for the rfft2 layout (ky, kx) of an ``n × n`` grid on a side ``L``."""
-    scale = 2 * np.pi / L
-    kx = np.fft.rfftfreq(n, 1.0 / n)[None, :] * scale
-    ky = np.fft.fftfreq(n, 1.0 / n)[:, None] * scale
-    return kx, ky
 
 
 def _k(f: np.ndarray, L: float):
@@ -84,9 +78,9 @@ def divergence(fx: np.ndarray, fy: np.ndarray, L: float) -> np.ndarray:
 
 
 def gaussian_filter(f: np.ndarray, L: float, width: float) -> np.ndarray:
-    """Gaussian filter on the same grid, G(k) = exp(−|k|² width² / 24)."""
+    """Gaussian filter on the same grid, G(k) = exp(−|k|² width² / 24) (:class:`solver.filters.GaussianFilter`)."""
     kx, ky = _k(f, L)
-    return _irfft(np.exp(-(kx ** 2 + ky ** 2) * width ** 2 / 24) * np.fft.rfft2(f), f.shape[-1])
+    return _irfft(GaussianFilter(width).apply(np.fft.rfft2(f), kx, ky), f.shape[-1])
 
 
 def strain_rate(psi: np.ndarray, L: float) -> np.ndarray:
