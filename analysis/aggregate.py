@@ -28,8 +28,6 @@ import json
 import os
 import re
 import time
-import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +38,7 @@ from .change import above_percentile, class_fractions, kernel_change, transition
 from .classify import CLASSES, FEATURES, classify_features, fit_gabor, spectral_features
 from .kernels import kernel_index, kernel_spectra, layer_kernels
 from .radial import half_plane
+from suite.fdns import quiet_zarr
 
 GABOR = ("gabor_k0", "gabor_orientation", "gabor_sigma")
 TOP_K = 6
@@ -140,13 +139,6 @@ def analyze_network(path: str, mask: str, base: dict, x_target, n: int, L: float
 # stores
 
 
-@contextmanager
-def quiet_zarr():
-    """zarr warns that consolidated metadata and fixed-width strings are not in the v3 spec yet."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*Consolidated metadata.*")
-        warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
-        yield
 
 
 def _replace_store(path: Path, write) -> None:

@@ -95,7 +95,7 @@ def split_labels(train: int, val: int, test: int) -> tuple[str, ...]:
 
 
 @contextmanager
-def _quiet():
+def quiet_zarr():
     """zarr warns that consolidated metadata and fixed-width strings are not in the v3 spec yet."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Consolidated metadata.*")
@@ -155,7 +155,7 @@ def create_store(path: str | Path, layout: Layout, attrs: dict) -> None:
     for name in ds.data_vars:
         if name != "complete":
             encoding[name]["fill_value"] = np.nan
-    with _quiet():
+    with quiet_zarr():
         import os
         import shutil
         path = Path(path)
@@ -174,7 +174,7 @@ def _group(path, mode="r"):
     """The zarr group, from the stored metadata of every node (not the consolidated copy)."""
     import zarr
     try:
-        with _quiet():
+        with quiet_zarr():
             return zarr.open_group(str(path), mode=mode, use_consolidated=False)
     except FileNotFoundError:
         raise DataError(f"FDNS store {path}: not found (run `turbtl dns` first)", field="store") from None
@@ -210,7 +210,7 @@ class Writer:
             if v.shape != want:
                 raise ValueError(f"write_chunk: {name} has shape {v.shape}, expected {want}")
             checked[name] = v
-        with _quiet():
+        with quiet_zarr():
             for name, v in checked.items():
                 self.arrays[name][member, sl] = v
             self.complete[member, sl] = True
@@ -293,7 +293,7 @@ def open_fdns(path: str | Path, *, complete_only: bool = True):
     attrs = read_attrs(path)
     done = completed(path)
     try:
-        with _quiet():
+        with quiet_zarr():
             ds = xr.open_zarr(str(path), consolidated=False)
     except Exception as e:  # noqa: BLE001
         raise DataError(f"FDNS store {path}: corrupt ({type(e).__name__}: {e})", field="store") from None
