@@ -25,6 +25,7 @@ import numpy as np
 from suite.errors import ConfigError
 
 from .grid import DEALIAS_RULES, Grid
+from .workers import ARRAY_PIECE_BYTES, PIECE_BYTES
 
 JACOBIANS = ("advective", "average")
 
@@ -104,7 +105,10 @@ class Equation:
         self.mask_np = np.broadcast_to(mask * (g["k2"] > 0), be.spectral_shape).astype(float)
         self.mask = be.asarray(self.mask_np)
         steady = getattr(forcing, "hat", None)
-        self.forcing_hat = None if steady is None else be.asarray(steady * self.mask_np, complex=True)
+        self.forcing_hat_np = None if steady is None else np.broadcast_to(steady * self.mask_np, be.spectral_shape)
+        self.forcing_hat = None if steady is None else be.asarray(self.forcing_hat_np, complex=True)
+        from .kernels import choose
+        self.ops = choose(be)  # the hot loop's elementwise kernels (solver.kernels)
         self._blocks = self._kept_blocks()
         self._work = {}
         self._pad = None
@@ -130,19 +134,95 @@ class Equation:
 
     def _kept_blocks(self):
         """(row slice, column slice) blocks of the local spectral array holding every mode the
-        output mask keeps: the 2/3 rule keeps max(|kx|, |ky|) <= kmax, two row blocks x the first
-        columns. Elementwise spectral work is done on these views only."""
+        output mask keeps. The 2/3 rule keeps max(|kx|, |ky|) <= kmax: two row blocks (the rows
+        between them stay zero) x the columns ``self._kept_cols`` (those right of them are zero
+        in every spectral array the hot loop touches). With Numba kernels the blocks are just
+        that; with array kernels they span whole rows, because NumPy runs contiguous operations
+        several times faster than strided ones (the zero columns come along). Elementwise
+        spectral work is done on these blocks only."""
         n = self.grid.n
         ncol = self.backend.spectral_shape[1]
+        full = slice(0, ncol)
         if self.dealias != "2/3":
-            return [(slice(0, n), slice(0, ncol))]
+            self._kept_cols = full
+            return [(slice(0, n), full)]
         kmax = self.grid.kmax_dealias
         kxi = self.grid.np["kxi"].ravel()
         cols = np.nonzero(kxi <= kmax)[0]
         if cols.size == 0:
+            self._kept_cols = slice(0, 0)
             return []
-        c = slice(int(cols[0]), int(cols[-1]) + 1)
+        self._kept_cols = slice(int(cols[0]), int(cols[-1]) + 1)
+        c = self._kept_cols if self.ops.name == "numba" else full
         return [(slice(0, kmax + 1), c), (slice(n - kmax, n), c)]
+
+    def runner(self, batch=(), *regions: str):
+        """The :class:`~solver.workers.BlockRunner` over ``regions`` (default "kept") for arrays
+        with leading dims ``batch``: "kept" (the spectral blocks of :meth:`_kept_blocks`), "zero"
+        (the spectral entries beside them that the planned inverse destroys) or "physical" (all
+        rows of a physical array).
+
+        ``runner(fn, ...)`` calls each region's ``fn(rows, cols)`` for every piece of it, all in one
+        round: the numpy backend spreads the pieces over its FFT threads (bit-identical for any
+        count), torch runs each block whole. Steppers do their elementwise updates through
+        ``runner(batch)``: ``fn`` must touch only ``[..., rows, cols]`` of its arrays."""
+        regions = regions or ("kept",)
+        key = ("runner", tuple(batch), regions)
+        if key not in self._work:
+            from .workers import BlockRunner
+            be = self.backend
+            members = int(np.prod(batch)) if len(batch) else 1
+            numpy_be = not be.is_torch
+            specs = []
+            for region in regions:
+                if region == "physical":
+                    ny, nx = be.physical_shape
+                    blocks, itemsize = [(slice(0, ny), slice(0, nx))], np.dtype(be.dtype_name).itemsize
+                elif region in ("kept", "zero"):
+                    blocks = self._blocks if region == "kept" else self._zero_blocks()
+                    itemsize = 2 * np.dtype(be.dtype_name).itemsize
+                else:
+                    raise ValueError(f"region {region!r}: must be kept, zero or physical")
+                width = max([c.stop - c.start for _, c in blocks] + [1])
+                specs.append((blocks, width * itemsize * members))
+            piece = PIECE_BYTES if self.ops.name == "numba" else ARRAY_PIECE_BYTES
+            self._work[key] = BlockRunner(specs, threads=be.threads if numpy_be else 1,
+                                          piece_bytes=piece if numpy_be else None)
+        return self._work[key]
+
+    def _zero_blocks(self):
+        """The spectral entries outside the kept blocks that must be re-zeroed before each planned
+        inverse (it destroys its input there): the rows between the two row blocks, in the kept
+        columns when the backend ``skips_kx`` (its inverse never writes the others), else in all
+        columns and, beside narrow kept blocks, the columns right of them too."""
+        if self.dealias != "2/3":
+            return []
+        n, ncol = self.grid.n, self.backend.spectral_shape[1]
+        if not self._blocks:
+            return [] if self.backend.skips_kx else [(slice(0, n), slice(0, ncol))]
+        kmax, kept = self.grid.kmax_dealias, self._kept_cols
+        if self.backend.skips_kx:
+            return [(slice(kmax + 1, n - kmax), self._blocks[0][1])]
+        out = [(slice(kmax + 1, n - kmax), slice(0, ncol))]
+        if self._blocks[0][1].stop < ncol:
+            tail = slice(self._blocks[0][1].stop, ncol)
+            out += [(r, tail) for r, _ in self._blocks]
+        return out
+
+    def _sparse(self, values: np.ndarray, pieces):
+        """Per piece ``(rows.start, cols.start)``: the piece-relative (row, col) indices and the
+        values of the nonzero entries of ``values`` (a local spectral numpy array) inside it."""
+        out = {}
+        be = self.backend
+        for _, r, c in pieces:
+            sub = values[r, c]
+            ri, ci = np.nonzero(sub)
+            if ri.size:
+                vals = be.asarray(sub[ri, ci], complex=True)
+                if be.is_torch:
+                    ri, ci = (be.xp.as_tensor(i, device=be.device) for i in (ri, ci))
+                out[(r.start, c.start)] = (ri, ci, vals)
+        return out
 
     def _workspace(self, batch):
         key = tuple(batch)
@@ -150,38 +230,44 @@ class Equation:
             return self._work[key]
         be, g = self.backend, self.grid
         scale = 1.0 / (g.n * g.n)  # the planned inverse is unnormalised
-        ik = {"u": 1j * g.np["ky"] * g.np["inv_k2"], "v": -1j * g.np["kx"] * g.np["inv_k2"],
-              "wx": 1j * g.np["kx"], "wy": 1j * g.np["ky"]}
-        ops = {k: be.asarray(np.broadcast_to(v * self.mask_np * scale, be.spectral_shape), complex=True)
-               for k, v in ik.items()}
-        spec = {k: be.zeros_spectral(batch) for k in ik}
-        phys = {k: be.zeros_physical(batch) for k in ik}
+        # two spectral inputs at a time (one batched inverse each), three physical fields
+        spec = be.zeros_spectral((2,) + tuple(batch))
+        phys = be.zeros_physical((3,) + tuple(batch))
         # the 2/3 rule zeroes every column kx > kmax: the transforms may skip them
         kx_stop = g.kmax_dealias + 1 if self.dealias == "2/3" else None
-        inv = {k: be.plan_irfft2(spec[k], phys[k], kx_stop=kx_stop) for k in ik}
+        inv = [be.plan_irfft2(spec, phys[0:2], kx_stop=kx_stop), be.plan_irfft2(spec, phys[1:3], kx_stop=kx_stop)]
         j_hat = be.zeros_spectral(batch)
-        fwd = be.plan_rfft2(phys["u"], j_hat, kx_stop=kx_stop)
-        neg_mask = be.asarray(-self.mask_np, complex=True)
-        ws = dict(ops=ops, spec=spec, phys=phys, inv=inv, fwd=fwd, j_hat=j_hat, neg_mask=neg_mask)
+        fwd = be.plan_rfft2(phys[0], j_hat, kx_stop=kx_stop)
+        kept = self.runner(batch, "kept")
+        # separable masks: kept columns and kept rows (whole rows are processed, see _kept_blocks)
+        if self.dealias == "2/3":
+            kmax = g.kmax_dealias
+            mx, my = (np.abs(g.np["kxi"]) <= kmax), (np.abs(g.np["kyi"]) <= kmax)
+        else:
+            mx, my = (np.abs(g.np["kxi"]) < g.n // 2), (np.abs(g.np["kyi"]) < g.n // 2)
+        inv_k2 = np.broadcast_to(g.np["inv_k2"] * self.mask_np, be.spectral_shape)
+        # entries inside the kept rectangle that the mask removes (k = 0; the Nyquist row and
+        # column without the 2/3 rule): zeroed sparsely; the forcing is added sparsely too
+        removed = np.zeros(be.spectral_shape)
+        removed[:, self._kept_cols] = 1.0 - self.mask_np[:, self._kept_cols]
+        ncol = be.spectral_shape[1]
+        forcing = self.forcing_hat_np
+        ws = dict(
+            spec=spec, phys=phys, inv=inv, fwd=fwd, j_hat=j_hat,
+            # ω̂_x = ω̂ i kx, ω̂_y = ω̂ i ky, û = ω̂_y / k², v̂ = -ω̂_x / k², scaled for the inverse
+            ikx=be.asarray(1j * g.np["kx"] * mx * scale, complex=True),
+            iky=be.asarray(1j * g.np["ky"] * my * scale, complex=True),
+            inv_k2=be.asarray(inv_k2), neg_inv_k2=be.asarray(-inv_k2),
+            removed=self._sparse(removed, kept.pieces),
+            # whole-row blocks take in the columns right of the kept ones: N must be zero there
+            tail=(slice(self._kept_cols.stop, ncol)
+                  if self._blocks and self._blocks[0][1].stop > self._kept_cols.stop else None),
+            forcing=None if forcing is None else self._sparse(forcing, kept.pieces),
+            kept=kept, spectral=self.runner(batch, "kept", "zero", "zero"),
+            spectral_product=self.runner(batch, "kept", "zero", "zero", "physical"),
+            physical=self.runner(batch, "physical"))
         self._work[key] = ws
         return ws
-
-    def _zero_outside(self, a):
-        """Zero a spectral buffer outside the kept blocks (the planned inverse destroys input;
-        a backend that ``skips_kx`` leaves the columns above the kept ones alone, and they are
-        zero from the start)."""
-        if self.dealias != "2/3":
-            return
-        n, kmax = self.grid.n, self.grid.kmax_dealias
-        if not self._blocks:
-            if not self.backend.skips_kx:
-                a[...] = 0
-            return
-        c = self._blocks[0][1]
-        a[..., kmax + 1:n - kmax, c] = 0
-        if not self.backend.skips_kx:
-            a[..., :, c.stop:] = 0
-        a[..., :, :c.start] = 0
 
     def jacobian_hat(self, omega_hat, out=None):
         """Ĵ(ψ, ω), masked by the dealiasing rule (the transport term, without the minus sign)."""
@@ -200,19 +286,49 @@ class Equation:
         return out
 
     def _advective_products(self, omega_hat, ws):
-        """The 4 planned inverse FFTs and the product u ω_x + v ω_y, then the planned forward FFT
-        into ``ws['j_hat']`` (unmasked). 5 real FFTs."""
-        xp = self.backend.xp
-        for k in ("u", "v", "wx", "wy"):
-            s, op = ws["spec"][k], ws["ops"][k]
-            for r, c in self._blocks:
-                xp.multiply(omega_hat[..., r, c], op[r, c], out=s[..., r, c])
-            self._zero_outside(s)
-            ws["inv"][k]()
-        p = ws["phys"]
-        xp.multiply(p["u"], p["wx"], out=p["u"])
-        xp.multiply(p["v"], p["wy"], out=p["v"])
-        xp.add(p["u"], p["v"], out=p["u"])
+        """Ĵ = FFT(u ω_x + v ω_y) into ``ws['j_hat']`` (meaningful in the kept blocks only): 4 planned
+        inverse FFTs and 1 forward, 5 real FFTs in all.
+
+        A pair of spectral buffers feeds two batched inverses, (ω̂_x, û) then (ω̂_y, v̂), each
+        pair made in one pass over ω̂; three physical buffers hold the fields and the products,
+        so the working set stays small and there are few rounds of threads. The elementwise work
+        runs in pieces (:meth:`runner`, kernels :attr:`ops`), the product u ω_x in the same round
+        as the spectral work of the second pair."""
+        K = self.ops
+        (sa, sb), (p0, p1, p2), inv = ws["spec"], ws["phys"], ws["inv"]
+        ikx, iky, inv_k2, neg_inv_k2, removed = ws["ikx"], ws["iky"], ws["inv_k2"], ws["neg_inv_k2"], ws["removed"]
+
+        def fix(r, c):  # entries of the piece the mask removes (mean, Nyquist): zero
+            m = removed.get((r.start, c.start))
+            if m is not None:
+                for s in (sa, sb):
+                    s[..., r, c][..., m[0], m[1]] = 0
+
+        def zero_a(r, c):
+            K.zero(sa, r, c)
+
+        def zero_b(r, c):
+            K.zero(sb, r, c)
+
+        def omega_x_and_u(r, c):  # ω̂_x = i kx ω̂, û = i ky ω̂ / k²
+            K.pair_x(omega_hat, ikx, iky, inv_k2, sa, sb, r, c)
+            fix(r, c)
+
+        def omega_y_and_v(r, c):  # ω̂_y = i ky ω̂, v̂ = -i kx ω̂ / k²
+            K.pair_y(omega_hat, ikx, iky, neg_inv_k2, sa, sb, r, c)
+            fix(r, c)
+
+        def u_omega_x(r, c):  # p0 = u ω_x
+            K.mul(p0, p1, r, c)
+
+        def add_v_omega_y(r, c):  # p0 += v ω_y
+            K.add_mul(p0, p2, p1, r, c)
+
+        ws["spectral"](omega_x_and_u, zero_a, zero_b)
+        inv[0]()                                          # p0, p1 = ω_x, u
+        ws["spectral_product"](omega_y_and_v, zero_a, zero_b, u_omega_x)
+        inv[1]()                                          # p1, p2 = ω_y, v
+        ws["physical"](add_v_omega_y)
         ws["fwd"]()
 
     def _jacobian_average(self, omega_hat):
@@ -268,27 +384,56 @@ class Equation:
     # ------------------------------------------------------------------------------------------
     # the explicit tendency N and the full right-hand side
 
-    def nonlinear(self, omega_hat, t: float, out=None):
+    def nonlinear(self, omega_hat, t: float, out=None, then=None):
         """N = −Ĵ + F̂ + Ê(ω̂, t) (the explicit part), written into ``out`` if given.
 
         With the 2/3 rule only the modes the rule keeps are written: entries of ``out`` outside
         them must be zero already (allocate it with ``backend.zeros_spectral``). Stochastic forcing
-        is not part of N (the stepper adds its increments)."""
+        is not part of N (the stepper adds its increments).
+
+        ``then``: an optional ``fn(rows, cols)`` over the pieces of :meth:`runner` (batch of
+        ``omega_hat``), called on each piece of ``out`` as soon as it is final, while it is still
+        in cache (a stepper's update); without an ``extra`` term it runs in the same round, else
+        after it."""
         xp = self.backend.xp
         if out is None:
             out = self.backend.zeros_spectral(omega_hat.shape[:-2])
+        batch = omega_hat.shape[:-2]
         if self.dealias == "3/2" or self.jacobian == "average":
             out[...] = -self.jacobian_hat(omega_hat)
+            if self.forcing_hat is not None:
+                for r, c in self._blocks:
+                    xp.add(out[..., r, c], self.forcing_hat[r, c], out=out[..., r, c])
+            fused = False
         else:
-            ws = self._workspace(omega_hat.shape[:-2])
+            ws = self._workspace(batch)
             self._advective_products(omega_hat, ws)
-            for r, c in self._blocks:
-                xp.multiply(ws["j_hat"][..., r, c], ws["neg_mask"][r, c], out=out[..., r, c])
-        if self.forcing_hat is not None:
-            for r, c in self._blocks:
-                xp.add(out[..., r, c], self.forcing_hat[r, c], out=out[..., r, c])
+            j, removed, forcing, tail, K = ws["j_hat"], ws["removed"], ws["forcing"], ws["tail"], self.ops
+            fused = then is not None and self.extra is None
+
+            def finish(r, c):
+                o = out[..., r, c]
+                K.negate(j, out, r, c)
+                if tail is not None:  # the columns above the kept ones stay zero
+                    o[..., tail] = 0
+                key = (r.start, c.start)
+                m = removed.get(key)
+                if m is not None:
+                    o[..., m[0], m[1]] = 0
+                f = forcing.get(key) if forcing is not None else None
+                if f is not None:
+                    o[..., f[0], f[1]] += f[2]
+                if fused:
+                    then(r, c)
+
+            ws["kept"](finish)
         if self.extra is not None:
             xp.add(out, self.extra(omega_hat, t), out=out)
+            if self.dealias == "2/3" and self._kept_cols.stop < out.shape[-1]:
+                for r, _ in self._blocks:  # steppers update whole kept rows: keep N zero beyond
+                    out[..., r, self._kept_cols.stop:] = 0
+        if then is not None and not fused:
+            self.runner(batch)(then)
         return out
 
     def rhs(self, omega_hat, t: float):

@@ -51,9 +51,10 @@ def default_planner() -> str:
     return planner
 
 
-def fftw_plan(src, dst, axes, forward: bool, planner: str, threads: int):
+def fftw_plan(src, dst, axes, forward: bool, planner: str, threads: int, destroy_input: bool = True):
     """A pyFFTW plan of ``src`` -> ``dst`` along ``axes`` (c2c, or r2c/c2r when one side is real;
-    the inverse unnormalised and allowed to destroy its input); the buffers' contents are kept.
+    the inverse unnormalised and, unless ``destroy_input=False``, allowed to destroy its input; a
+    one-dimensional c2r keeps it then); the buffers' contents are kept.
 
     Planners other than FFTW_ESTIMATE plan under the wisdom cache (:func:`solver.wisdom.planning`),
     so every process gets the same algorithm for the same problem; without a usable cache they fall
@@ -61,7 +62,7 @@ def fftw_plan(src, dst, axes, forward: bool, planner: str, threads: int):
     import pyfftw
     from .wisdom import planning
     keep = (src.copy(), dst.copy())  # planning with FFTW_MEASURE overwrites the buffers
-    extra = () if forward else ("FFTW_DESTROY_INPUT",)
+    extra = () if forward or not destroy_input else ("FFTW_DESTROY_INPUT",)
     direction = "FFTW_FORWARD" if forward else "FFTW_BACKWARD"
     if planner == "FFTW_ESTIMATE":
         plan = pyfftw.FFTW(src, dst, axes=axes, direction=direction, flags=(planner,) + extra, threads=threads)
@@ -107,8 +108,8 @@ class FFTBackend:
 
     name = "abstract"
     comm = None
-    # True when plan_rfft2/plan_irfft2 given ``kx_stop`` neither read nor write the columns
-    # kx >= kx_stop (so a caller need not re-zero them between calls)
+    # True when plan_irfft2 given ``kx_stop`` never writes the columns kx >= kx_stop of its input
+    # (so a caller that keeps them zero need not re-zero them between calls)
     skips_kx = False
 
     def _setup_layout(self, n: int, y_slice: slice, kx_slice: slice) -> None:
@@ -273,6 +274,7 @@ class NumpyFFT(FFTBackend):
             raise ConfigError("pyFFTW is not installed: use the scipy.fft fallback (use_fftw=False)",
                               field="dns.backend")
         self.planner = planner or default_planner()
+        self.skips_kx = self._fftw is not None  # the pruned planned inverse never writes kx >= kx_stop
         self._plans: dict = {}
         self._setup_layout(n, slice(0, n), slice(0, n // 2 + 1))
 
@@ -343,12 +345,35 @@ class NumpyFFT(FFTBackend):
         np.multiply(dst, 1.0 / (self.n * self.n), out=out)
         return out
 
+    def _pruned(self, kx_stop):
+        """``kx_stop`` when the planned transforms can skip the columns at and above it."""
+        if self._fftw is None or kx_stop is None or not 1 <= int(kx_stop) < self.n // 2 + 1:
+            return None
+        return int(kx_stop)
+
     def plan_rfft2(self, src, dst, kx_stop=None):
+        """FFTW plan of ``dst = rfft2(src)``. With ``kx_stop`` (the 2/3 rule's kept columns) it is
+        pruned: real x transforms of all rows, then in-place y transforms of the columns
+        ``kx < kx_stop`` only (the columns above hold x-transformed data afterwards)."""
         if self._fftw is None:
             return super().plan_rfft2(src, dst)
-        return self._fftw_plan(src, dst, True).execute
+        stop = self._pruned(kx_stop)
+        if stop is None:
+            return self._fftw_plan(src, dst, True).execute
+        fx = fftw_plan(src, dst, (-1,), True, self.planner, self.threads).execute
+        cols = dst[..., :stop]
+        fy = fftw_plan(cols, cols, (-2,), True, self.planner, self.threads).execute
+
+        def run():
+            fx()
+            fy()
+        return run
 
     def plan_irfft2(self, src, dst, kx_stop=None):
+        """FFTW plan of ``dst = n**2 irfft2(src)``; overwrites ``src``. With ``kx_stop`` it is
+        pruned: in-place y transforms of the columns ``kx < kx_stop`` only, then c2r x transforms
+        that keep their input, so the columns ``kx >= kx_stop`` (zero, as the caller promises) are
+        read but never written (``skips_kx``): they need no re-zeroing between calls."""
         if self._fftw is None:
             import scipy.fft
             n = self.n
@@ -361,7 +386,17 @@ class NumpyFFT(FFTBackend):
                 return run
             except TypeError:
                 return super().plan_irfft2(src, dst)
-        return self._fftw_plan(src, dst, False).execute
+        stop = self._pruned(kx_stop)
+        if stop is None:
+            return self._fftw_plan(src, dst, False).execute
+        cols = src[..., :stop]
+        fy = fftw_plan(cols, cols, (-2,), False, self.planner, self.threads).execute
+        fx = fftw_plan(src, dst, (-1,), False, self.planner, self.threads, destroy_input=False).execute
+
+        def run():
+            fy()
+            fx()
+        return run
 
 
 # --------------------------------------------------------------------------------------------

@@ -96,6 +96,13 @@ class Stepper:
     def _c(self, a):
         return self.backend.asarray(np.broadcast_to(a, self.backend.spectral_shape), complex=True)
 
+    def _c_or_real(self, a):
+        """A coefficient array: real when ``a`` has no imaginary part (no β term: half the memory
+        traffic of the update), else complex. Products are the same either way."""
+        if np.iscomplexobj(a) and np.any(np.imag(a)):
+            return self._c(a)
+        return self.backend.asarray(np.broadcast_to(np.real(a), self.backend.spectral_shape))
+
     def init_state(self, omega_hat, t: float = 0.0) -> State:
         """A fresh state from a spectral field (projected on the modes the dealiasing keeps)."""
         w = self.backend.zeros_spectral(omega_hat.shape[:-2])
@@ -156,38 +163,42 @@ class AB2CN(Stepper):
     def _coefficients(self):
         L, dt = self.equation.linear_np, self.dt
         den = 1.0 - 0.5 * dt * L
-        self.A = self._c((1.0 + 0.5 * dt * L) / den)
+        self.A = self._c_or_real((1.0 + 0.5 * dt * L) / den)
         self._B_np = dt / den
-        self.B = self._c(self._B_np)
+        self.B = self._c_or_real(self._B_np)
         self._Bc = {}
 
     def _B_scaled(self, c1):
         key = round(c1, 15)
         if key not in self._Bc:
-            self._Bc[key] = self._c(self._B_np * c1)
+            self._Bc[key] = self._c_or_real(self._B_np * c1)
         return self._Bc[key]
 
     def __call__(self, state: State) -> None:
         xp, w = self.xp, state.omega_hat
         n_now = self._nl_buffer(state, "n")
-        self.equation.nonlinear(w, state.t, out=n_now)
         prev = state.history.get("nl_prev")
+        A = self.A
         if prev is None:  # Euler (N) - Crank-Nicolson (L) start
-            for r, c in self._blocks:
-                xp.multiply(w[..., r, c], self.A[r, c], out=w[..., r, c])
-                xp.add(w[..., r, c], self.B[r, c] * n_now[..., r, c], out=w[..., r, c])
+            self.equation.nonlinear(w, state.t, out=n_now)
+            B = self.B
+
+            def euler(r, c):
+                wv = w[..., r, c]
+                xp.multiply(wv, A[r, c], out=wv)
+                xp.add(wv, B[r, c] * n_now[..., r, c], out=wv)
+            self.equation.runner(w.shape[:-2])(euler)
             self._bufs["n"] = self.backend.zeros_spectral(w.shape[:-2])
         else:
             ratio = self.dt / state.dt_prev if state.dt_prev > 0 else 1.0
             c1, c0 = 1.0 + 0.5 * ratio, 0.5 * ratio
-            Bc = self._B_scaled(c1)
-            for r, c in self._blocks:
-                p, wv = prev[..., r, c], w[..., r, c]
-                xp.multiply(p, -c0 / c1, out=p)
-                xp.add(p, n_now[..., r, c], out=p)
-                xp.multiply(p, Bc[r, c], out=p)
-                xp.multiply(wv, self.A[r, c], out=wv)
-                xp.add(wv, p, out=wv)
+            Bc, f0 = self._B_scaled(c1), -c0 / c1
+
+            update = self.equation.ops.ab2
+
+            def ab2(r, c):  # ω̂ <- A ω̂ + B c1 (N - (c0/c1) N_prev), piece by piece as N is finished
+                update(w, prev, n_now, A, Bc, f0, r, c)
+            self.equation.nonlinear(w, state.t, out=n_now, then=ab2)
             self._bufs["n"] = prev  # reuse: zero outside the kept modes, overwritten inside
         state.history["nl_prev"] = n_now
         self._finish(state)
@@ -214,16 +225,20 @@ class RK3CN(Stepper):
         xp, w = self.xp, state.omega_hat
         n_now = self._nl_buffer(state, "n")
         n_old = self._nl_buffer(state, "n_old")
+        run = self.equation.runner(w.shape[:-2])
         for k in range(3):
             self.equation.nonlinear(w, state.t + self.c[k] * self.dt, out=n_now)
             A, B = self.stage[k]
             g, z = self.gamma[k], self.zeta[k]
-            for r, c in self._blocks:
+
+            def stage(r, c, n_now=n_now, A=A, B=B, g=g, z=z):
                 rhs = n_now[..., r, c] * g
                 if z:
                     rhs = rhs + n_old[..., r, c] * z
-                xp.multiply(w[..., r, c], A[r, c], out=w[..., r, c])
-                xp.add(w[..., r, c], B[r, c] * rhs, out=w[..., r, c])
+                wv = w[..., r, c]
+                xp.multiply(wv, A[r, c], out=wv)
+                xp.add(wv, B[r, c] * rhs, out=wv)
+            run(stage)
             n_now, n_old = n_old, n_now
         self._bufs["n"], self._bufs["n_old"] = n_now, n_old
         self._finish(state)

@@ -1,0 +1,276 @@
+"""The elementwise kernels of the solver's hot loop, in two implementations with one interface.
+
+A step is five FFTs plus elementwise work over the kept modes (the four spectral products that
+feed the inverse transforms, the physical product u ω_x + v ω_y, the AB2 update). That work is
+bound by memory traffic, so what matters is how often each array is streamed through memory:
+
+- :class:`ArrayOps` writes each kernel as a few array operations of the backend's own library
+  (numpy or torch; ``xp.multiply(..., out=)``). It works on any backend and any piece shape.
+- :class:`NumbaOps` (numpy backend with Numba installed) compiles each kernel into one loop over
+  the piece (``nogil``, so the pieces of different threads run at once): every array is read or
+  written once per kernel, strided pieces cost nothing extra, temporaries stay in registers.
+
+Both compute the same operations in the same order (IEEE arithmetic, no fast-math), so results
+agree to the last bit in practice and to rounding by contract. ``TURBTL_KERNELS=numpy`` forces
+:class:`ArrayOps` (for comparison and benchmarks).
+
+Every kernel takes its arrays whole and a piece ``(rows, cols)`` (slices with step 1) of the last
+two axes; leading (ensemble) axes are all processed.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+KERNELS_ENV = "TURBTL_KERNELS"
+
+try:  # pragma: no cover - exercised by whichever is installed
+    import numba as _numba
+except ImportError:  # pragma: no cover
+    _numba = None
+
+
+def numba_version() -> str | None:
+    return None if _numba is None else _numba.__version__
+
+
+class ArrayOps:
+    """Kernels as array operations of ``xp`` (numpy or torch)."""
+
+    name = "array"
+
+    def __init__(self, xp):
+        self.xp = xp
+
+    def times_col(self, omega, vec, out, r, c):
+        """out = ω vec[cols] (a row vector over kx)."""
+        self.xp.multiply(omega[..., r, c], vec[:, c], out=out[..., r, c])
+
+    def times_row(self, omega, vec, out, r, c):
+        """out = ω vec[rows] (a column vector over ky)."""
+        self.xp.multiply(omega[..., r, c], vec[r, :], out=out[..., r, c])
+
+    def times_col_real(self, omega, vec, q, out, r, c):
+        """out = ω vec[cols] q (q real, 2D)."""
+        s = out[..., r, c]
+        self.xp.multiply(omega[..., r, c], vec[:, c], out=s)
+        self.xp.multiply(s, q[r, c], out=s)
+
+    def times_row_real(self, omega, vec, q, out, r, c):
+        """out = ω vec[rows] q (q real, 2D)."""
+        s = out[..., r, c]
+        self.xp.multiply(omega[..., r, c], vec[r, :], out=s)
+        self.xp.multiply(s, q[r, c], out=s)
+
+    def pair_x(self, omega, vx, vy, q, out_a, out_b, r, c):
+        """out_a = ω vx[cols] (ω̂_x), out_b = ω vy[rows] q (û): one read of ω for two inputs."""
+        self.times_col(omega, vx, out_a, r, c)
+        self.times_row_real(omega, vy, q, out_b, r, c)
+
+    def pair_y(self, omega, vx, vy, q, out_a, out_b, r, c):
+        """out_a = ω vy[rows] (ω̂_y), out_b = ω vx[cols] q (v̂ with q = -1/k²)."""
+        self.times_row(omega, vy, out_a, r, c)
+        self.times_col_real(omega, vx, q, out_b, r, c)
+
+    def zero(self, out, r, c):
+        out[..., r, c] = 0
+
+    def mul(self, a, b, r, c):
+        """a *= b."""
+        x = a[..., r, c]
+        self.xp.multiply(x, b[..., r, c], out=x)
+
+    def add_mul(self, a, b, d, r, c):
+        """a += b d (b is overwritten)."""
+        y = b[..., r, c]
+        self.xp.multiply(y, d[..., r, c], out=y)
+        self.xp.add(a[..., r, c], y, out=a[..., r, c])
+
+    def negate(self, src, out, r, c):
+        """out = -src (complex). numpy's complex negative is slow: done on the float view."""
+        s, o = src[..., r, c], out[..., r, c]
+        if self.xp is np and s.strides[-1] == s.itemsize and o.strides[-1] == o.itemsize:
+            real = np.float64 if s.dtype == np.complex128 else np.float32
+            np.negative(s.view(real), out=o.view(real))
+        else:
+            self.xp.negative(s, out=o)
+
+    def ab2(self, w, prev, n_now, A, B, f0, r, c):
+        """w = A w + B (n_now + f0 prev) (prev is overwritten with the bracket times B)."""
+        xp, p, wv = self.xp, prev[..., r, c], w[..., r, c]
+        xp.multiply(p, f0, out=p)
+        xp.add(p, n_now[..., r, c], out=p)
+        xp.multiply(p, B[r, c], out=p)
+        xp.multiply(wv, A[r, c], out=wv)
+        xp.add(wv, p, out=wv)
+
+
+def _stack(a):
+    """``a`` as a 3D view (members, rows, cols); leading axes must be collapsible without a copy."""
+    if a.ndim == 3:
+        return a
+    if a.ndim == 2:
+        return a[None]
+    v = a.reshape((-1,) + a.shape[-2:])
+    if not np.shares_memory(v, a):  # pragma: no cover - the solver's buffers are contiguous
+        raise ValueError("ensemble array is not contiguous in its leading axes")
+    return v
+
+
+_COMPILED: dict = {}
+
+
+def _compile():
+    """The Numba kernels (compiled lazily, cached on disk next to this file when it is writable)."""
+    if _COMPILED:
+        return _COMPILED
+    jit = _numba.njit(nogil=True, cache=True, boundscheck=False, fastmath=False)
+
+    @jit
+    def times_col(omega, vec, out, r0, r1, c0, c1):
+        for m in range(omega.shape[0]):
+            for i in range(r0, r1):
+                for k in range(c0, c1):
+                    out[m, i, k] = omega[m, i, k] * vec[0, k]
+
+    @jit
+    def times_row(omega, vec, out, r0, r1, c0, c1):
+        for m in range(omega.shape[0]):
+            for i in range(r0, r1):
+                v = vec[i, 0]
+                for k in range(c0, c1):
+                    out[m, i, k] = omega[m, i, k] * v
+
+    @jit
+    def times_col_real(omega, vec, q, out, r0, r1, c0, c1):
+        for m in range(omega.shape[0]):
+            for i in range(r0, r1):
+                for k in range(c0, c1):
+                    out[m, i, k] = (omega[m, i, k] * vec[0, k]) * q[i, k]
+
+    @jit
+    def times_row_real(omega, vec, q, out, r0, r1, c0, c1):
+        for m in range(omega.shape[0]):
+            for i in range(r0, r1):
+                v = vec[i, 0]
+                for k in range(c0, c1):
+                    out[m, i, k] = (omega[m, i, k] * v) * q[i, k]
+
+    @jit
+    def pair_x(omega, vx, vy, q, out_a, out_b, r0, r1, c0, c1):
+        for m in range(omega.shape[0]):
+            for i in range(r0, r1):
+                v = vy[i, 0]
+                for k in range(c0, c1):
+                    w = omega[m, i, k]
+                    out_a[m, i, k] = w * vx[0, k]
+                    out_b[m, i, k] = (w * v) * q[i, k]
+
+    @jit
+    def pair_y(omega, vx, vy, q, out_a, out_b, r0, r1, c0, c1):
+        for m in range(omega.shape[0]):
+            for i in range(r0, r1):
+                v = vy[i, 0]
+                for k in range(c0, c1):
+                    w = omega[m, i, k]
+                    out_a[m, i, k] = w * v
+                    out_b[m, i, k] = (w * vx[0, k]) * q[i, k]
+
+    @jit
+    def zero(out, r0, r1, c0, c1):
+        for m in range(out.shape[0]):
+            for i in range(r0, r1):
+                for k in range(c0, c1):
+                    out[m, i, k] = 0
+
+    @jit
+    def mul(a, b, r0, r1, c0, c1):
+        for m in range(a.shape[0]):
+            for i in range(r0, r1):
+                for k in range(c0, c1):
+                    a[m, i, k] = a[m, i, k] * b[m, i, k]
+
+    @jit
+    def add_mul(a, b, d, r0, r1, c0, c1):
+        for m in range(a.shape[0]):
+            for i in range(r0, r1):
+                for k in range(c0, c1):
+                    a[m, i, k] = a[m, i, k] + b[m, i, k] * d[m, i, k]
+
+    @jit
+    def negate(src, out, r0, r1, c0, c1):
+        for m in range(src.shape[0]):
+            for i in range(r0, r1):
+                for k in range(c0, c1):
+                    out[m, i, k] = -src[m, i, k]
+
+    @jit
+    def ab2(w, prev, n_now, A, B, f0, r0, r1, c0, c1):
+        for m in range(w.shape[0]):
+            for i in range(r0, r1):
+                for k in range(c0, c1):
+                    p = (prev[m, i, k] * f0 + n_now[m, i, k]) * B[i, k]
+                    w[m, i, k] = w[m, i, k] * A[i, k] + p
+
+    _COMPILED.update(times_col=times_col, times_row=times_row, times_col_real=times_col_real,
+                     times_row_real=times_row_real, pair_x=pair_x, pair_y=pair_y, zero=zero, mul=mul, add_mul=add_mul,
+                     negate=negate, ab2=ab2)
+    return _COMPILED
+
+
+class NumbaOps:
+    """The same kernels compiled by Numba: one pass over each array, GIL released."""
+
+    name = "numba"
+
+    def __init__(self):
+        self.k = _compile()
+
+    def times_col(self, omega, vec, out, r, c):
+        self.k["times_col"](_stack(omega), vec, _stack(out), r.start, r.stop, c.start, c.stop)
+
+    def times_row(self, omega, vec, out, r, c):
+        self.k["times_row"](_stack(omega), vec, _stack(out), r.start, r.stop, c.start, c.stop)
+
+    def times_col_real(self, omega, vec, q, out, r, c):
+        self.k["times_col_real"](_stack(omega), vec, q, _stack(out), r.start, r.stop, c.start, c.stop)
+
+    def times_row_real(self, omega, vec, q, out, r, c):
+        self.k["times_row_real"](_stack(omega), vec, q, _stack(out), r.start, r.stop, c.start, c.stop)
+
+    def pair_x(self, omega, vx, vy, q, out_a, out_b, r, c):
+        self.k["pair_x"](_stack(omega), vx, vy, q, _stack(out_a), _stack(out_b), r.start, r.stop, c.start, c.stop)
+
+    def pair_y(self, omega, vx, vy, q, out_a, out_b, r, c):
+        self.k["pair_y"](_stack(omega), vx, vy, q, _stack(out_a), _stack(out_b), r.start, r.stop, c.start, c.stop)
+
+    def zero(self, out, r, c):
+        self.k["zero"](_stack(out), r.start, r.stop, c.start, c.stop)
+
+    def mul(self, a, b, r, c):
+        self.k["mul"](_stack(a), _stack(b), r.start, r.stop, c.start, c.stop)
+
+    def add_mul(self, a, b, d, r, c):
+        self.k["add_mul"](_stack(a), _stack(b), _stack(d), r.start, r.stop, c.start, c.stop)
+
+    def negate(self, src, out, r, c):
+        self.k["negate"](_stack(src), _stack(out), r.start, r.stop, c.start, c.stop)
+
+    def ab2(self, w, prev, n_now, A, B, f0, r, c):
+        if A.ndim != 2 or B.ndim != 2:
+            raise ValueError("AB2 coefficients must be 2D (rows, cols)")
+        self.k["ab2"](_stack(w), _stack(prev), _stack(n_now), A, B, float(f0),
+                      r.start, r.stop, c.start, c.stop)
+
+
+def choose(backend):
+    """The kernels for ``backend``: :class:`NumbaOps` for numpy arrays when Numba is installed
+    (and ``TURBTL_KERNELS`` is not "numpy"), else :class:`ArrayOps` of the backend's ``xp``."""
+    want = os.environ.get(KERNELS_ENV, "").strip().lower()
+    if want not in ("", "numba", "numpy", "array"):
+        from suite.errors import ConfigError
+        raise ConfigError(f"{KERNELS_ENV} = {want!r}: must be numba or numpy", field=KERNELS_ENV)
+    if backend.is_torch or _numba is None or want in ("numpy", "array"):
+        return ArrayOps(backend.xp)
+    return NumbaOps()
