@@ -262,10 +262,18 @@ class Equation:
             # whole-row blocks take in the columns right of the kept ones: N must be zero there
             tail=(slice(self._kept_cols.stop, ncol)
                   if self._blocks and self._blocks[0][1].stop > self._kept_cols.stop else None),
+            # a forcing with few nonzero modes is added sparsely, else (an FFT's round-off
+            # everywhere) in the same pass as the sign of Ĵ
             forcing=None if forcing is None else self._sparse(forcing, kept.pieces),
+            forcing_dense=None,
             kept=kept, spectral=self.runner(batch, "kept", "zero", "zero"),
             spectral_product=self.runner(batch, "kept", "zero", "zero", "physical"),
             physical=self.runner(batch, "physical"))
+        if ws["forcing"] is not None:
+            nnz = sum(len(v[0]) for v in ws["forcing"].values())
+            kept_size = sum((r.stop - r.start) * (c.stop - c.start) for _, r, c in kept.pieces)
+            if nnz > 0.01 * kept_size:
+                ws["forcing"], ws["forcing_dense"] = None, self.forcing_hat
         self._work[key] = ws
         return ws
 
@@ -409,11 +417,15 @@ class Equation:
             ws = self._workspace(batch)
             self._advective_products(omega_hat, ws)
             j, removed, forcing, tail, K = ws["j_hat"], ws["removed"], ws["forcing"], ws["tail"], self.ops
+            dense = ws["forcing_dense"]
             fused = then is not None and self.extra is None
 
             def finish(r, c):
                 o = out[..., r, c]
-                K.negate(j, out, r, c)
+                if dense is None:
+                    K.negate(j, out, r, c)
+                else:
+                    K.negate_add(j, dense, out, r, c)
                 if tail is not None:  # the columns above the kept ones stay zero
                     o[..., tail] = 0
                 key = (r.start, c.start)

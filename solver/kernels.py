@@ -96,6 +96,12 @@ class ArrayOps:
         else:
             self.xp.negative(s, out=o)
 
+    def negate_add(self, src, f, out, r, c):
+        """out = -src + f (f 2D, shared by the ensemble members)."""
+        self.negate(src, out, r, c)
+        o = out[..., r, c]
+        self.xp.add(o, f[r, c], out=o)
+
     def ab2(self, w, prev, n_now, A, B, f0, r, c):
         """w = A w + B (n_now + f0 prev) (prev is overwritten with the bracket times B)."""
         xp, p, wv = self.xp, prev[..., r, c], w[..., r, c]
@@ -206,6 +212,13 @@ def _compile():
                     out[m, i, k] = -src[m, i, k]
 
     @jit
+    def negate_add(src, f, out, r0, r1, c0, c1):
+        for m in range(src.shape[0]):
+            for i in range(r0, r1):
+                for k in range(c0, c1):
+                    out[m, i, k] = -src[m, i, k] + f[i, k]
+
+    @jit
     def ab2(w, prev, n_now, A, B, f0, r0, r1, c0, c1):
         for m in range(w.shape[0]):
             for i in range(r0, r1):
@@ -215,7 +228,7 @@ def _compile():
 
     _COMPILED.update(times_col=times_col, times_row=times_row, times_col_real=times_col_real,
                      times_row_real=times_row_real, pair_x=pair_x, pair_y=pair_y, zero=zero, mul=mul, add_mul=add_mul,
-                     negate=negate, ab2=ab2)
+                     negate=negate, negate_add=negate_add, ab2=ab2)
     return _COMPILED
 
 
@@ -256,6 +269,9 @@ class NumbaOps:
 
     def negate(self, src, out, r, c):
         self.k["negate"](_stack(src), _stack(out), r.start, r.stop, c.start, c.stop)
+
+    def negate_add(self, src, f, out, r, c):
+        self.k["negate_add"](_stack(src), f, _stack(out), r.start, r.stop, c.start, c.stop)
 
     def ab2(self, w, prev, n_now, A, B, f0, r, c):
         if A.ndim != 2 or B.ndim != 2:
