@@ -164,8 +164,8 @@ class Equation:
 
         ``runner(fn, ...)`` calls each region's ``fn(rows, cols)`` for every piece of it, all in one
         round: the numpy backend spreads the pieces over its FFT threads (bit-identical for any
-        count), torch runs each block whole. Steppers do their elementwise updates through
-        ``runner(batch)``: ``fn`` must touch only ``[..., rows, cols]`` of its arrays."""
+        count), torch runs each block whole. ``fn`` must touch only ``[..., rows, cols]`` of its
+        arrays. Steppers do their elementwise updates through :meth:`update_runner`."""
         regions = regions or ("kept",)
         key = ("runner", tuple(batch), regions)
         if key not in self._work:
@@ -178,17 +178,29 @@ class Equation:
                 if region == "physical":
                     ny, nx = be.physical_shape
                     blocks, itemsize = [(slice(0, ny), slice(0, nx))], np.dtype(be.dtype_name).itemsize
-                elif region in ("kept", "zero"):
-                    blocks = self._blocks if region == "kept" else self._zero_blocks()
+                elif region in ("kept", "exact", "zero"):
+                    blocks = {"kept": self._blocks, "exact": self._exact_blocks(),
+                              "zero": self._zero_blocks()}[region]
                     itemsize = 2 * np.dtype(be.dtype_name).itemsize
                 else:
-                    raise ValueError(f"region {region!r}: must be kept, zero or physical")
+                    raise ValueError(f"region {region!r}: must be kept, exact, zero or physical")
                 width = max([c.stop - c.start for _, c in blocks] + [1])
                 specs.append((blocks, width * itemsize * members))
             piece = PIECE_BYTES if self.ops.name == "numba" else ARRAY_PIECE_BYTES
             self._work[key] = BlockRunner(specs, threads=be.threads if numpy_be else 1,
                                           piece_bytes=piece if numpy_be else None)
         return self._work[key]
+
+    def _exact_blocks(self):
+        """The kept blocks cut to the kept columns (``_kept_blocks`` may span whole rows)."""
+        return [(r, self._kept_cols) for r, _ in self._blocks]
+
+    def update_runner(self, batch=()):
+        """The runner a stepper updates ω̂ through: over the kept blocks, or, when an ``extra``
+        term may put something into N right of the kept columns, over exactly the kept modes."""
+        if self.extra is None or self.dealias != "2/3":
+            return self.runner(batch, "kept")
+        return self.runner(batch, "exact")
 
     def _zero_blocks(self):
         """The spectral entries outside the kept blocks that must be re-zeroed before each planned
@@ -235,7 +247,17 @@ class Equation:
         phys = be.zeros_physical((3,) + tuple(batch))
         # the 2/3 rule zeroes every column kx > kmax: the transforms may skip them
         kx_stop = g.kmax_dealias + 1 if self.dealias == "2/3" else None
-        inv = [be.plan_irfft2(spec, phys[0:2], kx_stop=kx_stop), be.plan_irfft2(spec, phys[1:3], kx_stop=kx_stop)]
+
+        def pair_inverse(dst):
+            if be.name == "numpy":  # one batched FFTW plan
+                return be.plan_irfft2(spec, dst, kx_stop=kx_stop)
+            plans = [be.plan_irfft2(spec[i], dst[i], kx_stop=kx_stop) for i in range(2)]
+
+            def run():  # torch's batched inverse is slower than two single ones
+                plans[0]()
+                plans[1]()
+            return run
+        inv = [pair_inverse(phys[0:2]), pair_inverse(phys[1:3])]
         j_hat = be.zeros_spectral(batch)
         fwd = be.plan_rfft2(phys[0], j_hat, kx_stop=kx_stop)
         kept = self.runner(batch, "kept")
@@ -399,10 +421,10 @@ class Equation:
         them must be zero already (allocate it with ``backend.zeros_spectral``). Stochastic forcing
         is not part of N (the stepper adds its increments).
 
-        ``then``: an optional ``fn(rows, cols)`` over the pieces of :meth:`runner` (batch of
-        ``omega_hat``), called on each piece of ``out`` as soon as it is final, while it is still
-        in cache (a stepper's update); without an ``extra`` term it runs in the same round, else
-        after it."""
+        ``then``: an optional ``fn(rows, cols)`` over the pieces of :meth:`update_runner` (batch
+        of ``omega_hat``), called on each piece of ``out`` as soon as it is final, while it is
+        still in cache (a stepper's update); without an ``extra`` term it runs in the same round,
+        else after it."""
         xp = self.backend.xp
         if out is None:
             out = self.backend.zeros_spectral(omega_hat.shape[:-2])
@@ -441,11 +463,8 @@ class Equation:
             ws["kept"](finish)
         if self.extra is not None:
             xp.add(out, self.extra(omega_hat, t), out=out)
-            if self.dealias == "2/3" and self._kept_cols.stop < out.shape[-1]:
-                for r, _ in self._blocks:  # steppers update whole kept rows: keep N zero beyond
-                    out[..., r, self._kept_cols.stop:] = 0
         if then is not None and not fused:
-            self.runner(batch)(then)
+            self.update_runner(batch)(then)
         return out
 
     def rhs(self, omega_hat, t: float):

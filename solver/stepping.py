@@ -187,7 +187,7 @@ class AB2CN(Stepper):
                 wv = w[..., r, c]
                 xp.multiply(wv, A[r, c], out=wv)
                 xp.add(wv, B[r, c] * n_now[..., r, c], out=wv)
-            self.equation.runner(w.shape[:-2])(euler)
+            self.equation.update_runner(w.shape[:-2])(euler)
             self._bufs["n"] = self.backend.zeros_spectral(w.shape[:-2])
         else:
             ratio = self.dt / state.dt_prev if state.dt_prev > 0 else 1.0
@@ -225,7 +225,7 @@ class RK3CN(Stepper):
         xp, w = self.xp, state.omega_hat
         n_now = self._nl_buffer(state, "n")
         n_old = self._nl_buffer(state, "n_old")
-        run = self.equation.runner(w.shape[:-2])
+        run = self.equation.update_runner(w.shape[:-2])
         for k in range(3):
             self.equation.nonlinear(w, state.t + self.c[k] * self.dt, out=n_now)
             A, B = self.stage[k]
