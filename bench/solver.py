@@ -106,6 +106,11 @@ class StepVsFloor:
         return self.r["ratio"]
     track_ratio_to_fft_floor.unit = "step/FFT floor"
 
+    def track_ratio_to_pruned_fft_floor(self, cache, n, backend, dtype, device):
+        """The step over its own (pruned) transforms: the cost of everything but the FFTs."""
+        return self.r["ratio_to_pruned"]
+    track_ratio_to_pruned_fft_floor.unit = "step/pruned FFT floor"
+
 
 class StepMemory:
     """Peak resident memory of building the case and taking one step (numpy, float64)."""

@@ -109,6 +109,10 @@ class Equation:
         self.forcing_hat = None if steady is None else be.asarray(self.forcing_hat_np, complex=True)
         from .kernels import choose
         self.ops = choose(be)  # the hot loop's elementwise kernels (solver.kernels)
+        # threads and piece size of the hot loop's elementwise work (numpy backend; set before
+        # the first step to change them: results are bit-identical for any choice)
+        self.threads = be.threads
+        self.piece_bytes = None
         self._blocks = self._kept_blocks()
         self._work = {}
         self._pad = None
@@ -186,8 +190,8 @@ class Equation:
                     raise ValueError(f"region {region!r}: must be kept, exact, zero or physical")
                 width = max([c.stop - c.start for _, c in blocks] + [1])
                 specs.append((blocks, width * itemsize * members))
-            piece = PIECE_BYTES if self.ops.name == "numba" else ARRAY_PIECE_BYTES
-            self._work[key] = BlockRunner(specs, threads=be.threads if numpy_be else 1,
+            piece = self.piece_bytes or (PIECE_BYTES if self.ops.name == "numba" else ARRAY_PIECE_BYTES)
+            self._work[key] = BlockRunner(specs, threads=self.threads if numpy_be else 1,
                                           piece_bytes=piece if numpy_be else None)
         return self._work[key]
 

@@ -35,6 +35,15 @@ def numba_version() -> str | None:
     return None if _numba is None else _numba.__version__
 
 
+def describe() -> str:
+    """One line for ``turbtl info``: the numpy backend's hot-loop kernels here."""
+    want = os.environ.get(KERNELS_ENV, "").strip().lower()
+    if _numba is not None and want not in ("numpy", "array"):
+        return f"numba {_numba.__version__} (fused loops, GIL released, on the FFT threads)"
+    why = f"{KERNELS_ENV}={want}" if want else "numba not installed"
+    return f"numpy array operations ({why})"
+
+
 class ArrayOps:
     """Kernels as array operations of ``xp`` (numpy or torch)."""
 

@@ -8,7 +8,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-_LIBS = ("numpy", "scipy", "torch", "mpi4py", "dask", "distributed", "xarray", "zarr", "pyFFTW")
+_LIBS = ("numpy", "scipy", "torch", "mpi4py", "dask", "distributed", "xarray", "zarr", "pyFFTW", "numba")
 
 
 def code_version() -> str:

@@ -43,6 +43,11 @@ def gather() -> list[tuple[str, str]]:
             rows.append(("FFT backend", f"pyFFTW {pyfftw.__version__} (FFTW3)"))
         except ImportError:
             rows.append(("FFT backend", "scipy.fft (pocketfft)"))
+    try:
+        from solver.kernels import describe as describe_kernels
+        rows.append(("solver kernels", describe_kernels()))
+    except ImportError:
+        pass
     return rows
 
 

@@ -1,0 +1,224 @@
+"""The numpy backend's hot loop: pruned serial transforms, the piece runner and its threads, the
+Numba kernels against the array kernels, and invariance of whole runs to threads and kernels."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from solver import Equation, Grid, Parameters, make_backend, make_forcing, make_stepper, random_field
+from solver import kernels as K
+from solver.fft import NumpyFFT
+from solver.workers import BlockRunner, Team, split_rows
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# -- pieces and threads -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("parts", [1, 2, 3, 5])
+@pytest.mark.parametrize("rows_per_piece", [1, 4, 1000])
+def test_split_rows_covers_every_element_once_in_balanced_parts(parts, rows_per_piece):
+    rng = np.random.default_rng(parts * 100 + rows_per_piece)
+    for _ in range(20):
+        n, w = int(rng.integers(4, 60)), int(rng.integers(1, 30))
+        cut = sorted(rng.choice(np.arange(1, n), size=2, replace=False))
+        blocks = [(slice(0, int(cut[0])), slice(0, w)), (slice(int(cut[1]), n), slice(0, w))]
+        out = split_rows(blocks, parts, rows_per_piece)
+        assert len(out) == parts
+        seen = np.zeros((n, w), int)
+        for part in out:
+            for r, c in part:
+                assert 1 <= r.stop - r.start <= rows_per_piece
+                seen[r, c] += 1
+        want = np.zeros((n, w), int)
+        for r, c in blocks:
+            want[r, c] = 1
+        assert np.array_equal(seen, want)
+        sizes = [sum((r.stop - r.start) * w for r, _ in p) for p in out]
+        assert max(sizes) - min(sizes) <= 2 * w  # a part boundary falls inside one row
+
+
+def test_team_runs_every_part_and_reraises_a_workers_exception():
+    team = Team(3)
+    hits = []
+    team.run(hits.append, [0, 1, 2])
+    assert sorted(hits) == [0, 1, 2]
+
+    def boom(part):
+        if part == 2:
+            raise RuntimeError("part 2 failed")
+    with pytest.raises(RuntimeError, match="part 2 failed"):
+        team.run(boom, [0, 1, 2])
+    team.run(hits.append, [3, 4])  # still usable afterwards
+    assert sorted(hits) == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError):
+        team.run(hits.append, [0, 1, 2, 3])
+
+
+def test_block_runner_regions_in_one_round_each_piece_once():
+    a = np.zeros((10, 8))
+    b = np.zeros((6, 5))
+    run = BlockRunner([([(slice(0, 4), slice(0, 8)), (slice(7, 10), slice(0, 8))], 8 * 8),
+                       ([(slice(0, 6), slice(1, 4))], 3 * 8)], threads=2, piece_bytes=16 * 8)
+
+    def fa(r, c):
+        a[r, c] += 1
+
+    def fb(r, c):
+        b[r, c] += 2
+    run(fa, fb)
+    assert a[:4].min() == 1 and a[7:].min() == 1 and a[4:7].max() == 0
+    assert b[:, 1:4].min() == 2 and b[:, 0].max() == 0 and b[:, 4].max() == 0
+    with pytest.raises(TypeError):
+        run(fa)
+
+
+# -- pruned serial transforms ------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [12, 64])
+@pytest.mark.parametrize("batch", [(), (3,)])
+def test_pruned_serial_transforms_equal_numpy_and_keep_the_zero_columns(n, batch):
+    be = NumpyFFT(n, threads=2)
+    if be._fftw is None:
+        pytest.skip("pyFFTW not installed: no pruned transforms")
+    keep = (n - 1) // 3 + 1
+    rng = np.random.default_rng(n)
+    g = rng.standard_normal(batch + (n, n))
+    ref = np.fft.rfft2(g)
+    src, dst = be.empty_physical(batch), be.empty_spectral(batch)
+    fwd = be.plan_rfft2(src, dst, kx_stop=keep)
+    src[...] = g
+    fwd()
+    np.testing.assert_allclose(dst[..., :keep], ref[..., :keep], rtol=0, atol=1e-13 * abs(ref).max())
+    h = ref.copy()
+    h[..., keep:] = 0
+    h = np.fft.rfft2(np.fft.irfft2(h, s=(n, n)))  # Hermitian on kx = 0
+    spec, out = be.empty_spectral(batch), be.empty_physical(batch)
+    inv = be.plan_irfft2(spec, out, kx_stop=keep)
+    for _ in range(2):  # the zero columns are read, never written: no re-zeroing between calls
+        spec[..., :keep] = h[..., :keep]
+        if _ == 0:
+            spec[..., keep:] = 0
+        inv()
+        assert be.skips_kx and not spec[..., keep:].any()
+        np.testing.assert_allclose(out / n**2, np.fft.irfft2(h, s=(n, n)), rtol=0, atol=1e-13)
+
+
+# -- kernels -------------------------------------------------------------------------------------
+
+needs_numba = pytest.mark.skipif(K.numba_version() is None, reason="numba not installed")
+
+
+@needs_numba
+@pytest.mark.parametrize("batch", [(), (2,)])
+def test_numba_kernels_equal_the_array_kernels(batch):
+    rng = np.random.default_rng(7)
+    n, m = 24, 13
+
+    def c(*shape):
+        return rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+    w, j = c(*batch, n, m), c(*batch, n, m)
+    vx, vy, q, A, B, F = c(1, m), c(n, 1), rng.standard_normal((n, m)), rng.standard_normal((n, m)), \
+        rng.standard_normal((n, m)), c(n, m)
+    pieces = [(slice(0, 9), slice(0, 9)), (slice(15, 24), slice(0, 9)), (slice(3, 5), slice(2, 13))]
+    ops = {"array": K.ArrayOps(np), "numba": K.NumbaOps()}
+    results = {}
+    for name, op in ops.items():
+        outs = [np.zeros((*batch, n, m), complex) for _ in range(12)]
+        p = [a.copy() for a in (w, j)]
+        for r, cc in pieces:
+            op.times_col(w, vx, outs[0], r, cc)
+            op.times_row(w, vy, outs[1], r, cc)
+            op.times_col_real(w, vx, q, outs[2], r, cc)
+            op.times_row_real(w, vy, q, outs[3], r, cc)
+            op.pair_x(w, vx, vy, q, outs[4], outs[5], r, cc)
+            op.pair_y(w, vx, vy, q, outs[6], outs[7], r, cc)
+            op.negate(j, outs[8], r, cc)
+            op.negate_add(j, F, outs[9], r, cc)
+            outs[10][...] = w
+            op.ab2(outs[10], p[1].copy(), j, A, B, -0.25, r, cc)
+            outs[11][...] = w
+            op.mul(outs[11], j, r, cc)
+            op.add_mul(outs[11], j.copy(), w, r, cc)
+            op.zero(outs[11], slice(0, 2), cc)
+        results[name] = outs
+    for k, (a, b) in enumerate(zip(results["array"], results["numba"])):
+        np.testing.assert_allclose(b, a, rtol=1e-15, atol=1e-14, err_msg=f"kernel output {k}")
+    assert not results["numba"][0][..., 9:15, 9:].any()  # outside every piece: untouched
+
+
+def test_bad_kernel_choice_is_a_config_error(monkeypatch):
+    from suite.errors import ConfigError
+    monkeypatch.setenv(K.KERNELS_ENV, "fortran")
+    with pytest.raises(ConfigError, match=K.KERNELS_ENV):
+        K.choose(make_backend(8))
+
+
+# -- whole runs ----------------------------------------------------------------------------------
+
+def _run(n=48, steps=30, stepper="ab2cn", batch=None, beta=0.0, extra=None, tune=None):
+    be = make_backend(n, threads=1)
+    g = Grid(n, backend=be)
+    eq = Equation(g, Parameters(re=3e3, mu=0.1, beta=beta), forcing=make_forcing(g, "cos-xy", kf=4),
+                  extra=extra)
+    if tune is not None:
+        tune(eq)
+    st = make_stepper(stepper, eq, dt=2e-3)
+    w = random_field(g, kp=8, seed=1)
+    if batch:
+        w = np.stack([w * (1 + 0.1 * i) for i in range(batch)])
+    s = st.init_state(w)
+    for _ in range(steps):
+        st(s)
+    return be.to_numpy(s.omega_hat), eq
+
+
+@pytest.mark.parametrize("stepper", ["ab2cn", "rk3cn"])
+def test_results_do_not_depend_on_the_hot_loop_threads_or_pieces(stepper):
+    """Pieces do elementwise work only, so the hot loop on 1 thread in whole blocks and on 3
+    threads in pieces of a few rows give the same bits (same FFT plans)."""
+    out = []
+    for threads, piece in ((1, 1 << 30), (3, 4 * 48 * 16 * 2)):
+        def tune(eq):
+            eq.threads, eq.piece_bytes = threads, piece
+        a, eq = _run(stepper=stepper, batch=2, tune=tune)
+        runner = eq.runner((2,))
+        assert (runner.team is None) == (threads == 1)
+        assert len(runner.pieces) == (2 if threads == 1 else len(runner.pieces)) and len(runner.pieces) >= 2
+        out.append(a)
+    assert np.array_equal(out[0], out[1])
+
+
+@needs_numba
+@pytest.mark.parametrize("beta", [0.0, 8.0])
+def test_numba_and_array_kernels_agree_over_a_run(beta):
+    code = ("import numpy as np, sys; sys.path.insert(0, %r); from tests.test_solver_kernels import _run; "
+            "a, eq = _run(beta=%r); print(eq.ops.name); np.save(sys.argv[1], a)") % (ROOT, beta)
+    out = {}
+    for kind in ("numba", "numpy"):
+        path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"turbtl-kernels-{os.getpid()}-{kind}.npy")
+        env = dict(os.environ, TURBTL_KERNELS=kind)
+        r = subprocess.run([sys.executable, "-c", code, path], env=env, capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split()[-1] == ("numba" if kind == "numba" else "array")
+        out[kind] = np.load(path)
+        os.unlink(path)
+    scale = abs(out["numpy"]).max()
+    assert abs(out["numba"] - out["numpy"]).max() <= 1e-13 * scale
+
+
+@pytest.mark.parametrize("kind", ["numba", "numpy"])
+def test_extra_term_with_unmasked_output_leaves_the_removed_modes_alone(kind, monkeypatch):
+    monkeypatch.setenv(K.KERNELS_ENV, kind)
+    """An extra term that is nonzero everywhere: the update still touches only the modes the 2/3
+    rule keeps (AB2 and its Euler start, RK3), with array kernels (whole-row blocks) too."""
+    for stepper in ("ab2cn", "rk3cn"):
+        w, eq = _run(n=36, steps=5, stepper=stepper, extra=lambda w, t: np.ones_like(w))
+        outside = eq.grid.np["dealias"] == 0
+        assert not w[np.broadcast_to(outside, w.shape)].any()
+        assert w[np.broadcast_to(~outside, w.shape)].all()
