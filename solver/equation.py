@@ -246,9 +246,9 @@ class Equation:
             return self._work[key]
         be, g = self.backend, self.grid
         scale = 1.0 / (g.n * g.n)  # the planned inverse is unnormalised
-        # two spectral inputs at a time (one batched inverse each), three physical fields
+        # two spectral inputs at a time (one batched inverse each), four physical fields
         spec = be.zeros_spectral((2,) + tuple(batch))
-        phys = be.zeros_physical((3,) + tuple(batch))
+        phys = be.zeros_physical((4,) + tuple(batch))
         # the 2/3 rule zeroes every column kx > kmax: the transforms may skip them
         kx_stop = g.kmax_dealias + 1 if self.dealias == "2/3" else None
 
@@ -261,7 +261,7 @@ class Equation:
                 plans[0]()
                 plans[1]()
             return run
-        inv = [pair_inverse(phys[0:2]), pair_inverse(phys[1:3])]
+        inv = [pair_inverse(phys[0:2]), pair_inverse(phys[2:4])]
         j_hat = be.zeros_spectral(batch)
         fwd = be.plan_rfft2(phys[0], j_hat, kx_stop=kx_stop)
         kept = self.runner(batch, "kept")
@@ -293,7 +293,6 @@ class Equation:
             forcing=None if forcing is None else self._sparse(forcing, kept.pieces),
             forcing_dense=None,
             kept=kept, spectral=self.runner(batch, "kept", "zero", "zero"),
-            spectral_product=self.runner(batch, "kept", "zero", "zero", "physical"),
             physical=self.runner(batch, "physical"))
         if ws["forcing"] is not None:
             nnz = sum(len(v[0]) for v in ws["forcing"].values())
@@ -324,12 +323,11 @@ class Equation:
         inverse FFTs and 1 forward, 5 real FFTs in all.
 
         A pair of spectral buffers feeds two batched inverses, (ω̂_x, û) then (ω̂_y, v̂), each
-        pair made in one pass over ω̂; three physical buffers hold the fields and the products,
-        so the working set stays small and there are few rounds of threads. The elementwise work
-        runs in pieces (:meth:`runner`, kernels :attr:`ops`), the product u ω_x in the same round
-        as the spectral work of the second pair."""
+        pair made in one pass over ω̂; four physical buffers hold the fields, multiplied in one
+        pass: four rounds of elementwise work in all, each in pieces (:meth:`runner`, kernels
+        :attr:`ops`)."""
         K = self.ops
-        (sa, sb), (p0, p1, p2), inv = ws["spec"], ws["phys"], ws["inv"]
+        (sa, sb), (p0, p1, p2, p3), inv = ws["spec"], ws["phys"], ws["inv"]
         ikx, iky, inv_k2, neg_inv_k2, removed = ws["ikx"], ws["iky"], ws["inv_k2"], ws["neg_inv_k2"], ws["removed"]
 
         def fix(r, c):  # entries of the piece the mask removes (mean, Nyquist): zero
@@ -352,17 +350,14 @@ class Equation:
             K.pair_y(omega_hat, ikx, iky, neg_inv_k2, sa, sb, r, c)
             fix(r, c)
 
-        def u_omega_x(r, c):  # p0 = u ω_x
-            K.mul(p0, p1, r, c)
-
-        def add_v_omega_y(r, c):  # p0 += v ω_y
-            K.add_mul(p0, p2, p1, r, c)
+        def product(r, c):  # u ω_x + v ω_y
+            K.dot2(p0, p1, p2, p3, r, c)
 
         ws["spectral"](omega_x_and_u, zero_a, zero_b)
         inv[0]()                                          # p0, p1 = ω_x, u
-        ws["spectral_product"](omega_y_and_v, zero_a, zero_b, u_omega_x)
-        inv[1]()                                          # p1, p2 = ω_y, v
-        ws["physical"](add_v_omega_y)
+        ws["spectral"](omega_y_and_v, zero_a, zero_b)
+        inv[1]()                                          # p2, p3 = ω_y, v
+        ws["physical"](product)
         ws["fwd"]()
 
     def _jacobian_average(self, omega_hat):

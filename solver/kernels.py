@@ -96,6 +96,13 @@ class ArrayOps:
         self.xp.multiply(y, d[..., r, c], out=y)
         self.xp.add(a[..., r, c], y, out=a[..., r, c])
 
+    def dot2(self, a, b, d, e, r, c):
+        """a = a b + d e (d is overwritten)."""
+        x, y = a[..., r, c], d[..., r, c]
+        self.xp.multiply(x, b[..., r, c], out=x)
+        self.xp.multiply(y, e[..., r, c], out=y)
+        self.xp.add(x, y, out=x)
+
     def negate(self, src, out, r, c):
         """out = -src (complex). numpy's complex negative is slow: done on the float view."""
         s, o = src[..., r, c], out[..., r, c]
@@ -214,6 +221,13 @@ def _compile():
                     a[m, i, k] = a[m, i, k] + b[m, i, k] * d[m, i, k]
 
     @jit
+    def dot2(a, b, d, e, r0, r1, c0, c1):
+        for m in range(a.shape[0]):
+            for i in range(r0, r1):
+                for k in range(c0, c1):
+                    a[m, i, k] = a[m, i, k] * b[m, i, k] + d[m, i, k] * e[m, i, k]
+
+    @jit
     def negate(src, out, r0, r1, c0, c1):
         for m in range(src.shape[0]):
             for i in range(r0, r1):
@@ -236,7 +250,7 @@ def _compile():
                     w[m, i, k] = w[m, i, k] * A[i, k] + p
 
     _COMPILED.update(times_col=times_col, times_row=times_row, times_col_real=times_col_real,
-                     times_row_real=times_row_real, pair_x=pair_x, pair_y=pair_y, zero=zero, mul=mul, add_mul=add_mul,
+                     times_row_real=times_row_real, pair_x=pair_x, pair_y=pair_y, zero=zero, mul=mul, add_mul=add_mul, dot2=dot2,
                      negate=negate, negate_add=negate_add, ab2=ab2)
     return _COMPILED
 
@@ -275,6 +289,9 @@ class NumbaOps:
 
     def add_mul(self, a, b, d, r, c):
         self.k["add_mul"](_stack(a), _stack(b), _stack(d), r.start, r.stop, c.start, c.stop)
+
+    def dot2(self, a, b, d, e, r, c):
+        self.k["dot2"](_stack(a), _stack(b), _stack(d), _stack(e), r.start, r.stop, c.start, c.stop)
 
     def negate(self, src, out, r, c):
         self.k["negate"](_stack(src), _stack(out), r.start, r.stop, c.start, c.stop)
