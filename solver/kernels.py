@@ -302,7 +302,8 @@ class NumbaOps:
     def ab2(self, w, prev, n_now, A, B, f0, r, c):
         if A.ndim != 2 or B.ndim != 2:
             raise ValueError("AB2 coefficients must be 2D (rows, cols)")
-        self.k["ab2"](_stack(w), _stack(prev), _stack(n_now), A, B, float(f0),
+        f0 = (np.float32 if w.dtype == np.complex64 else np.float64)(f0)  # no float32 -> 64 promotion
+        self.k["ab2"](_stack(w), _stack(prev), _stack(n_now), A, B, f0,
                       r.start, r.stop, c.start, c.stop)
 
 
