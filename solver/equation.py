@@ -162,9 +162,9 @@ class Equation:
 
     def runner(self, batch=(), *regions: str):
         """The :class:`~solver.workers.BlockRunner` over ``regions`` (default "kept") for arrays
-        with leading dims ``batch``: "kept" (the spectral blocks of :meth:`_kept_blocks`), "zero"
-        (the spectral entries beside them that the planned inverse destroys) or "physical" (all
-        rows of a physical array).
+        with leading dims ``batch``: "kept" (the spectral blocks of :meth:`_kept_blocks`), "exact"
+        (those blocks cut to the kept columns), "zero" (the spectral entries beside them that the
+        planned inverse destroys) or "physical" (all rows of a physical array).
 
         ``runner(fn, ...)`` calls each region's ``fn(rows, cols)`` for every piece of it, all in one
         round: the numpy backend spreads the pieces over its FFT threads (bit-identical for any

@@ -52,21 +52,21 @@ class ArrayOps:
     def __init__(self, xp):
         self.xp = xp
 
-    def times_col(self, omega, vec, out, r, c):
+    def _times_col(self, omega, vec, out, r, c):
         """out = ω vec[cols] (a row vector over kx)."""
         self.xp.multiply(omega[..., r, c], vec[:, c], out=out[..., r, c])
 
-    def times_row(self, omega, vec, out, r, c):
+    def _times_row(self, omega, vec, out, r, c):
         """out = ω vec[rows] (a column vector over ky)."""
         self.xp.multiply(omega[..., r, c], vec[r, :], out=out[..., r, c])
 
-    def times_col_real(self, omega, vec, q, out, r, c):
+    def _times_col_real(self, omega, vec, q, out, r, c):
         """out = ω vec[cols] q (q real, 2D)."""
         s = out[..., r, c]
         self.xp.multiply(omega[..., r, c], vec[:, c], out=s)
         self.xp.multiply(s, q[r, c], out=s)
 
-    def times_row_real(self, omega, vec, q, out, r, c):
+    def _times_row_real(self, omega, vec, q, out, r, c):
         """out = ω vec[rows] q (q real, 2D)."""
         s = out[..., r, c]
         self.xp.multiply(omega[..., r, c], vec[r, :], out=s)
@@ -74,27 +74,16 @@ class ArrayOps:
 
     def pair_x(self, omega, vx, vy, q, out_a, out_b, r, c):
         """out_a = ω vx[cols] (ω̂_x), out_b = ω vy[rows] q (û): one read of ω for two inputs."""
-        self.times_col(omega, vx, out_a, r, c)
-        self.times_row_real(omega, vy, q, out_b, r, c)
+        self._times_col(omega, vx, out_a, r, c)
+        self._times_row_real(omega, vy, q, out_b, r, c)
 
     def pair_y(self, omega, vx, vy, q, out_a, out_b, r, c):
         """out_a = ω vy[rows] (ω̂_y), out_b = ω vx[cols] q (v̂ with q = -1/k²)."""
-        self.times_row(omega, vy, out_a, r, c)
-        self.times_col_real(omega, vx, q, out_b, r, c)
+        self._times_row(omega, vy, out_a, r, c)
+        self._times_col_real(omega, vx, q, out_b, r, c)
 
     def zero(self, out, r, c):
         out[..., r, c] = 0
-
-    def mul(self, a, b, r, c):
-        """a *= b."""
-        x = a[..., r, c]
-        self.xp.multiply(x, b[..., r, c], out=x)
-
-    def add_mul(self, a, b, d, r, c):
-        """a += b d (b is overwritten)."""
-        y = b[..., r, c]
-        self.xp.multiply(y, d[..., r, c], out=y)
-        self.xp.add(a[..., r, c], y, out=a[..., r, c])
 
     def dot2(self, a, b, d, e, r, c):
         """a = a b + d e (d is overwritten)."""
@@ -150,36 +139,6 @@ def _compile():
     jit = _numba.njit(nogil=True, cache=True, boundscheck=False, fastmath=False)
 
     @jit
-    def times_col(omega, vec, out, r0, r1, c0, c1):
-        for m in range(omega.shape[0]):
-            for i in range(r0, r1):
-                for k in range(c0, c1):
-                    out[m, i, k] = omega[m, i, k] * vec[0, k]
-
-    @jit
-    def times_row(omega, vec, out, r0, r1, c0, c1):
-        for m in range(omega.shape[0]):
-            for i in range(r0, r1):
-                v = vec[i, 0]
-                for k in range(c0, c1):
-                    out[m, i, k] = omega[m, i, k] * v
-
-    @jit
-    def times_col_real(omega, vec, q, out, r0, r1, c0, c1):
-        for m in range(omega.shape[0]):
-            for i in range(r0, r1):
-                for k in range(c0, c1):
-                    out[m, i, k] = (omega[m, i, k] * vec[0, k]) * q[i, k]
-
-    @jit
-    def times_row_real(omega, vec, q, out, r0, r1, c0, c1):
-        for m in range(omega.shape[0]):
-            for i in range(r0, r1):
-                v = vec[i, 0]
-                for k in range(c0, c1):
-                    out[m, i, k] = (omega[m, i, k] * v) * q[i, k]
-
-    @jit
     def pair_x(omega, vx, vy, q, out_a, out_b, r0, r1, c0, c1):
         for m in range(omega.shape[0]):
             for i in range(r0, r1):
@@ -205,20 +164,6 @@ def _compile():
             for i in range(r0, r1):
                 for k in range(c0, c1):
                     out[m, i, k] = 0
-
-    @jit
-    def mul(a, b, r0, r1, c0, c1):
-        for m in range(a.shape[0]):
-            for i in range(r0, r1):
-                for k in range(c0, c1):
-                    a[m, i, k] = a[m, i, k] * b[m, i, k]
-
-    @jit
-    def add_mul(a, b, d, r0, r1, c0, c1):
-        for m in range(a.shape[0]):
-            for i in range(r0, r1):
-                for k in range(c0, c1):
-                    a[m, i, k] = a[m, i, k] + b[m, i, k] * d[m, i, k]
 
     @jit
     def dot2(a, b, d, e, r0, r1, c0, c1):
@@ -249,9 +194,8 @@ def _compile():
                     p = (prev[m, i, k] * f0 + n_now[m, i, k]) * B[i, k]
                     w[m, i, k] = w[m, i, k] * A[i, k] + p
 
-    _COMPILED.update(times_col=times_col, times_row=times_row, times_col_real=times_col_real,
-                     times_row_real=times_row_real, pair_x=pair_x, pair_y=pair_y, zero=zero, mul=mul, add_mul=add_mul, dot2=dot2,
-                     negate=negate, negate_add=negate_add, ab2=ab2)
+    _COMPILED.update(pair_x=pair_x, pair_y=pair_y, zero=zero, dot2=dot2, negate=negate,
+                     negate_add=negate_add, ab2=ab2)
     return _COMPILED
 
 
@@ -263,18 +207,6 @@ class NumbaOps:
     def __init__(self):
         self.k = _compile()
 
-    def times_col(self, omega, vec, out, r, c):
-        self.k["times_col"](_stack(omega), vec, _stack(out), r.start, r.stop, c.start, c.stop)
-
-    def times_row(self, omega, vec, out, r, c):
-        self.k["times_row"](_stack(omega), vec, _stack(out), r.start, r.stop, c.start, c.stop)
-
-    def times_col_real(self, omega, vec, q, out, r, c):
-        self.k["times_col_real"](_stack(omega), vec, q, _stack(out), r.start, r.stop, c.start, c.stop)
-
-    def times_row_real(self, omega, vec, q, out, r, c):
-        self.k["times_row_real"](_stack(omega), vec, q, _stack(out), r.start, r.stop, c.start, c.stop)
-
     def pair_x(self, omega, vx, vy, q, out_a, out_b, r, c):
         self.k["pair_x"](_stack(omega), vx, vy, q, _stack(out_a), _stack(out_b), r.start, r.stop, c.start, c.stop)
 
@@ -283,12 +215,6 @@ class NumbaOps:
 
     def zero(self, out, r, c):
         self.k["zero"](_stack(out), r.start, r.stop, c.start, c.stop)
-
-    def mul(self, a, b, r, c):
-        self.k["mul"](_stack(a), _stack(b), r.start, r.stop, c.start, c.stop)
-
-    def add_mul(self, a, b, d, r, c):
-        self.k["add_mul"](_stack(a), _stack(b), _stack(d), r.start, r.stop, c.start, c.stop)
 
     def dot2(self, a, b, d, e, r, c):
         self.k["dot2"](_stack(a), _stack(b), _stack(d), _stack(e), r.start, r.stop, c.start, c.stop)
