@@ -25,7 +25,8 @@ import numpy as np
 from suite.errors import ConfigError
 
 from .grid import DEALIAS_RULES, Grid
-from .workers import ARRAY_PIECE_BYTES, PIECE_BYTES
+from .kernels import choose as choose_kernels
+from .workers import ARRAY_PIECE_BYTES, PIECE_BYTES, BlockRunner
 
 JACOBIANS = ("advective", "average")
 
@@ -107,8 +108,7 @@ class Equation:
         steady = getattr(forcing, "hat", None)
         self.forcing_hat_np = None if steady is None else np.broadcast_to(steady * self.mask_np, be.spectral_shape)
         self.forcing_hat = None if steady is None else be.asarray(self.forcing_hat_np, complex=True)
-        from .kernels import choose
-        self.ops = choose(be)  # the hot loop's elementwise kernels (solver.kernels)
+        self.ops = choose_kernels(be)  # the hot loop's elementwise kernels (solver.kernels)
         # threads and piece size of the hot loop's elementwise work (numpy backend; set before
         # the first step to change them: results are bit-identical for any choice)
         self.threads = be.threads
@@ -173,7 +173,6 @@ class Equation:
         regions = regions or ("kept",)
         key = ("runner", tuple(batch), regions)
         if key not in self._work:
-            from .workers import BlockRunner
             be = self.backend
             members = int(np.prod(batch)) if len(batch) else 1
             numpy_be = not be.is_torch
@@ -216,7 +215,7 @@ class Equation:
         n, ncol = self.grid.n, self.backend.spectral_shape[1]
         if not self._blocks:
             return [] if self.backend.skips_kx else [(slice(0, n), slice(0, ncol))]
-        kmax, kept = self.grid.kmax_dealias, self._kept_cols
+        kmax = self.grid.kmax_dealias
         if self.backend.skips_kx:
             return [(slice(kmax + 1, n - kmax), self._blocks[0][1])]
         out = [(slice(kmax + 1, n - kmax), slice(0, ncol))]

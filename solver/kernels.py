@@ -35,9 +35,18 @@ def numba_version() -> str | None:
     return None if _numba is None else _numba.__version__
 
 
+def _requested() -> str:
+    """``$TURBTL_KERNELS`` ("" when unset); ConfigError unless numba or numpy."""
+    want = os.environ.get(KERNELS_ENV, "").strip().lower()
+    if want not in ("", "numba", "numpy", "array"):
+        from suite.errors import ConfigError
+        raise ConfigError(f"{KERNELS_ENV} = {want!r}: must be numba or numpy", field=KERNELS_ENV)
+    return want
+
+
 def describe() -> str:
     """One line for ``turbtl info``: the numpy backend's hot-loop kernels here."""
-    want = os.environ.get(KERNELS_ENV, "").strip().lower()
+    want = _requested()
     if _numba is not None and want not in ("numpy", "array"):
         return f"numba {_numba.__version__} (fused loops, GIL released, on the FFT threads)"
     why = f"{KERNELS_ENV}={want}" if want else "numba not installed"
@@ -236,10 +245,7 @@ class NumbaOps:
 def choose(backend):
     """The kernels for ``backend``: :class:`NumbaOps` for numpy arrays when Numba is installed
     (and ``TURBTL_KERNELS`` is not "numpy"), else :class:`ArrayOps` of the backend's ``xp``."""
-    want = os.environ.get(KERNELS_ENV, "").strip().lower()
-    if want not in ("", "numba", "numpy", "array"):
-        from suite.errors import ConfigError
-        raise ConfigError(f"{KERNELS_ENV} = {want!r}: must be numba or numpy", field=KERNELS_ENV)
+    want = _requested()
     if backend.is_torch or _numba is None or want in ("numpy", "array"):
         return ArrayOps(backend.xp)
     return NumbaOps()

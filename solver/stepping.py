@@ -76,7 +76,6 @@ class Stepper:
         self.backend = equation.backend
         self.xp = self.backend.xp
         self.dt = float(dt)
-        self._blocks = equation._blocks
         self._coefficients()
 
     # -- to implement -------------------------------------------------------------------------
