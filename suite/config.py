@@ -40,6 +40,7 @@ class Spec:
     default: Any
     rule: Callable[[Any], str | None] | None = None
     help: str = ""
+    item: type | None = None  # lists: the type of every entry (float entries accept integers)
 
 
 def gt(lo):
@@ -103,6 +104,7 @@ BACKENDS = ("numpy", "torch")
 DTYPES = ("float64", "float32")
 SUBSET_KINDS = ("singles", "pairs", "all", "prefixes", "suffixes")
 CLOSURES = ("none", "smag", "leith", "dsmag", "dleith")
+MAX_STEPS = 1e12  # time steps per DNS member (the paper's preset: 2.1e6)
 
 # Every section of a configuration. Lists are given as (list, element-rule).
 SCHEMA: dict[str, dict[str, Spec]] = {
@@ -112,7 +114,7 @@ SCHEMA: dict[str, dict[str, Spec]] = {
         "n_les": Spec(int, 16, even_ge(4), "LES grid points per side (divides n_dns)"),
     },
     "dns": {
-        "systems": Spec(list, ["base"], nonempty, "systems to simulate"),
+        "systems": Spec(list, ["base"], nonempty, "systems to simulate", str),
         "backend": Spec(str, "numpy", choices(*BACKENDS), "FFT/array backend"),
         "device": Spec(str, "cpu", choices("cpu", "cuda", "auto"), "device for the torch backend"),
         "dtype": Spec(str, "float64", choices(*DTYPES), "floating point precision of the DNS"),
@@ -151,11 +153,11 @@ SCHEMA: dict[str, dict[str, Spec]] = {
         "bf16": Spec(bool, False, None, "bf16 autocast on GPU"),
     },
     "transfer": {
-        "targets": Spec(list, ["high_re"], nonempty, "target systems"),
+        "targets": Spec(list, ["high_re"], nonempty, "target systems", str),
         "subsets": Spec(str, "all", None, "singles|pairs|all|prefixes|suffixes or comma-separated masks"),
         "fractions": Spec(list, [0.1], _all(nonempty, each(between(0, 1, lo_open=True))),
-                          "data fractions of the base training size"),
-        "seeds": Spec(list, [0], _all(nonempty, each(between(0, 2**31 - 1))), "repeat seeds"),
+                          "data fractions of the base training size", float),
+        "seeds": Spec(list, [0], _all(nonempty, each(between(0, 2**31 - 1))), "repeat seeds", int),
         "epochs": Spec(int, 50, between(1, 100000), "re-training epochs"),
         "workers": Spec(int, 1, between(1, 1024), "local worker processes"),
         "share_prefix": Spec(bool, True, None, "cache the frozen prefix activations"),
@@ -167,8 +169,8 @@ SCHEMA: dict[str, dict[str, Spec]] = {
         "activation_samples": Spec(int, 4, between(1, 10**6), "target samples for activation spectra"),
     },
     "les": {
-        "systems": Spec(list, ["base"], nonempty, "systems for online LES"),
-        "closures": Spec(list, ["none", "smag", "cnn:base"], nonempty, "closures to run"),
+        "systems": Spec(list, ["base"], nonempty, "systems for online LES", str),
+        "closures": Spec(list, ["none", "smag", "cnn:base"], nonempty, "closures to run", str),
         "duration": Spec(float, 1.0, gt(0), "LES duration"),
         "dt_factor": Spec(float, 1.0, gt(0), "LES dt as a multiple of the DNS dt"),
         "members": Spec(int, 1, between(1, 10**4), "LES members (from test members)"),
@@ -290,13 +292,29 @@ def available_presets() -> list[str]:
 
 
 def _read_toml(path: Path, what: str) -> dict:
+    """The TOML document of ``path``; ConfigError naming the file and, for a file that is not UTF-8
+    or not TOML, the line and column where it broke."""
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
+            data = f.read()
     except FileNotFoundError:
         raise ConfigError(f"{what}: file not found: {path}", field="config") from None
     except IsADirectoryError:
         raise ConfigError(f"{what}: {path} is a directory, expected a TOML file", field="config") from None
+    except PermissionError:
+        raise ConfigError(f"{what}: {path} cannot be read (permission denied): make it readable or copy it",
+                          field="config") from None
+    except OSError as e:
+        raise ConfigError(f"{what}: {path} cannot be read ({e.strerror or e}): give a TOML file", field="config") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ConfigError(f"{what}: {path} is not UTF-8 text (byte 0x{data[e.start]:02x} at line {line}, "
+                          f"column {col}): save it as UTF-8 TOML", field="config") from None
+    try:
+        return tomllib.loads(text.removeprefix("\ufeff"))  # a byte-order mark is harmless
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{what}: {path} is not valid TOML: {e}", field="config") from None
 
@@ -321,7 +339,10 @@ def _preset_doc(name: str) -> dict:
 def _coerce(where: str, spec: Spec, value):
     kind = spec.kind
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ConfigError(f"{where} = {value!r}: must be a finite number", field=where) from None
     if kind is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where} = {value!r}: must be true or false", field=where)
@@ -333,6 +354,9 @@ def _coerce(where: str, spec: Spec, value):
             value = [value]
         if not isinstance(value, list):
             raise ConfigError(f"{where} = {value!r}: must be a list", field=where)
+        if spec.item is not None:
+            item = Spec(spec.item, None)
+            value = [_coerce(f"{where} entry", item, v) for v in value]
         return value
     if not isinstance(value, kind):
         raise ConfigError(f"{where} = {value!r}: must be of type {kind.__name__}", field=where)
@@ -409,6 +433,11 @@ def _cross_checks(sections: dict, systems: dict[str, System]) -> None:
     if d["sample_interval"] < d["dt"]:
         raise ConfigError(f"dns.sample_interval = {d['sample_interval']}: must be >= dns.dt = {d['dt']}",
                           field="dns.sample_interval")
+    steps = (d["spinup_time"] + d["snapshots"] * d["sample_interval"]) / d["dt"]
+    if not steps <= MAX_STEPS:  # also catches inf
+        raise ConfigError(f"dns.dt = {d['dt']}: (dns.spinup_time + dns.snapshots x dns.sample_interval) / dns.dt "
+                          f"= {steps:.3g} steps per member, accepted at most {MAX_STEPS:.0e}: raise dns.dt or "
+                          "shorten the run", field="dns.dt")
     ratio = d["sample_interval"] / d["dt"]
     if abs(ratio - round(ratio)) > 1e-6 * ratio:
         raise ConfigError(f"dns.sample_interval = {d['sample_interval']}: must be a whole multiple of "

@@ -11,19 +11,25 @@ import time
 from pathlib import Path
 
 from ..errors import DataError, UsageError
-from .common import add_config_options, config_from_args, run_dir_from_args
+from .common import add_config_options, add_resource_options, check_resources, config_from_args, need, run_dir_from_args
 
 
 def _check_inputs(run_dir: Path, cfg) -> None:
     """Everything the analysis reads must exist before anything is written."""
+    from analysis.aggregate import find_networks
     from suite.model import load_model
-    load_model(run_dir / "models" / "base")  # DataError if missing or damaged
     for s in [cfg.train.system] + list(cfg.transfer.targets):
         p = run_dir / "fdns" / f"{s}.zarr"
         if not p.exists():
             raise DataError(f"{p}: FDNS store of system {s!r} not found (run `turbtl dns` first)", field="store")
         from suite.fdns import read_attrs
         read_attrs(p)
+    need(run_dir / "models" / "base" / "model.pt", "train", "the base network")
+    load_model(run_dir / "models" / "base")  # DataError if damaged
+    for t in cfg.transfer.targets:  # nothing to analyze before the sweep has networks
+        if not find_networks(run_dir, t):
+            raise DataError(f"{run_dir / 'models' / 'tl' / t}: no transfer-learned network of target {t!r}; run "
+                            "`turbtl transfer` first", field="run-dir")
 
 
 def _finished(run_dir: Path, targets) -> bool:
@@ -49,9 +55,10 @@ def run(args) -> int:
         raise UsageError(f"--scheduler-file = {args.scheduler_file!r}: file not found", field="scheduler-file")
     run_dir = run_dir_from_args(args, cfg)
     _check_inputs(run_dir, cfg)
+    check_resources(args, cfg, "analyze", run_dir)
     targets = list(cfg.transfer.targets)
     t0 = time.perf_counter()
-    with run_lock(run_dir, "analyze"):
+    with run_lock(run_dir, "analyze", cfg=cfg):
         if not args.force and _finished(run_dir, targets):
             print(f"turbtl analyze: {run_dir / 'analysis'} is complete for every network (use --force to redo)")
             return 0
@@ -94,4 +101,5 @@ def register(sub):
     g.add_argument("--scheduler-file", metavar="FILE", default=None,
                    help="scheduler file written by `dask scheduler --scheduler-file` or dask-mpi")
     p.add_argument("--force", action="store_true", help="recompute every network")
+    add_resource_options(p)
     p.set_defaults(func=run)

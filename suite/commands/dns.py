@@ -13,7 +13,7 @@ import sys
 import time
 
 from ..errors import SimulationBlowUp
-from .common import add_config_options, config_from_args, csv_list, run_dir_from_args
+from .common import add_config_options, add_resource_options, check_resources, config_from_args, csv_list, run_dir_from_args
 
 
 def run(args) -> int:
@@ -29,10 +29,11 @@ def run(args) -> int:
     run_dir = run_dir_from_args(args, cfg)
     world = world_comm()
     check_run(cfg, world)  # rank layout vs grid and world size, before the run folder is touched
+    check_resources(args, cfg, "dns", run_dir, comm=world, save_dns=args.save_dns)  # memory, disk: exit 2
     rank0 = world is None or world.Get_rank() == 0
     t0 = time.perf_counter()
     try:
-        with run_lock(run_dir, "dns", comm=world):
+        with run_lock(run_dir, "dns", comm=world, cfg=cfg):
             results = run_dns(cfg, run_dir, save_dns=args.save_dns, force=args.force, world=world,
                               progress=not args.no_progress)
     except SimulationBlowUp as e:
@@ -58,4 +59,5 @@ def register(sub):
                    help="also store the full-resolution vorticity omega_dns (member, time, y_dns, x_dns)")
     p.add_argument("--force", action="store_true", help="redo finished stores (deletes them and their checkpoints)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (summary lines only)")
+    add_resource_options(p)
     p.set_defaults(func=run)

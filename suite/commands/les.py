@@ -17,7 +17,7 @@ import argparse
 import time
 
 from ..errors import UsageError
-from .common import add_config_options, config_from_args, csv_list, run_dir_from_args
+from .common import add_config_options, add_resource_options, check_resources, config_from_args, csv_list, need_complete, run_dir_from_args
 
 
 def run(args) -> int:
@@ -33,8 +33,11 @@ def run(args) -> int:
     cfg = config_from_args(args, {"les": overrides} if overrides else None)  # validated
     run_dir = run_dir_from_args(args, cfg)
     prepare(cfg, run_dir)  # closures, networks and stores checked before anything is written
+    for s in cfg.les.systems:  # a DNS stopped early has nothing to compare with: exit 2, nothing written
+        need_complete(run_dir / "fdns" / f"{s}.zarr", {"test": cfg.les.members}, "`turbtl les` (les.members)")
+    check_resources(args, cfg, "les", run_dir)
     t0 = time.perf_counter()
-    with run_lock(run_dir, "les"):
+    with run_lock(run_dir, "les", cfg=cfg):
         results = run_les(cfg, run_dir, force=args.force, progress=not args.no_progress)
     record_stage(run_dir, "les", time.perf_counter() - t0, "; ".join(r.summary() for r in results),
                  systems=[r.system for r in results])
@@ -51,4 +54,5 @@ def register(sub):
                    help="comma-separated closures (default: les.closures), e.g. smag,dsmag,cnn:base,cnn:01000")
     p.add_argument("--force", action="store_true", help="redo systems whose LES store exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_resource_options(p)
     p.set_defaults(func=run)

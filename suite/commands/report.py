@@ -4,22 +4,22 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..errors import UsageError
-from .common import add_config_options, config_from_args, run_dir_from_args
+from ..errors import DataError
+from .common import add_config_options, config_from_args
 
 
 def run(args) -> int:
     from ..report import write_report
-    from ..rundir import record_stage, run_lock
+    from ..rundir import check_run_dir, record_stage, run_lock
 
     # a given --config/--preset is validated even though the report needs only the run folder
     cfg = config_from_args(args) if (args.config or args.preset or args.run_dir is None) else None
-    run_dir = Path(args.run_dir) if args.run_dir else run_dir_from_args(args, cfg)
-    if not run_dir.is_dir():
-        raise UsageError(f"--run-dir {run_dir}: no such run folder (run `turbtl run` or the stages first)",
-                         field="run-dir")
+    run_dir = check_run_dir(Path(args.run_dir) if args.run_dir else Path("runs") / cfg.preset, cfg, create=False)
+    if not any(p.name != "report.json" for p in (run_dir / "stages").glob("*.json")):
+        raise DataError(f"--run-dir {run_dir}: no stage has finished in this run folder, there is nothing to "
+                        "report; run `turbtl dns` first (or `turbtl run` for every stage)", field="run-dir")
     t0 = time.perf_counter()
-    with run_lock(run_dir, "report"):
+    with run_lock(run_dir, "report", cfg=cfg):
         out = write_report(run_dir)
         summary = f"report -> {out} ({out.stat().st_size / 1e6:.1f} MB)"
         record_stage(run_dir, "report", time.perf_counter() - t0, summary)

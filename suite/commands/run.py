@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from ..errors import UsageError
-from .common import add_config_options, config_from_args, run_dir_from_args
+from .common import add_config_options, add_resource_options, config_from_args, run_dir_from_args
 
 STAGES = ("dns", "train", "transfer", "analyze", "les", "report")
 
@@ -25,6 +25,8 @@ def _stage_argv(stage: str, args, run_dir: Path) -> list[str]:
         argv += ["--preset", args.preset]
     if args.force and stage != "report":
         argv.append("--force")
+    if args.ignore_resources and stage != "report":
+        argv.append("--ignore-resources")
     return argv
 
 
@@ -42,6 +44,13 @@ def run(args) -> int:
     stages = [s for s in STAGES if s in known and s not in skip]
     if args.ranks < 1:
         raise UsageError(f"--ranks = {args.ranks}: must be >= 1", field="ranks")
+    if not args.ignore_resources:  # every stage's memory and disk, before the first one writes
+        from ..resources import ResourceError, check, local_processes
+        for stage in stages:
+            try:
+                check(cfg, stage, run_dir, processes=local_processes(args.ranks) if stage == "dns" else 1)
+            except ResourceError as e:
+                raise ResourceError(f"{e} (stage {stage} of `turbtl run`)", field="resources") from None
     t_all = time.perf_counter()
     print(f"turbtl run: preset {cfg.preset}, stages {' -> '.join(stages)}, run folder {run_dir}", flush=True)
     for i, stage in enumerate(stages, 1):
@@ -76,4 +85,5 @@ def register(sub):
     p.add_argument("--ranks", type=int, default=min(2, os.cpu_count() or 1),
                    help="MPI ranks for the DNS stage (mpiexec; default: min(2, CPUs))")
     p.add_argument("--skip", default="", help="comma-separated stages to skip (e.g. les)")
+    add_resource_options(p)
     p.set_defaults(func=run)

@@ -19,7 +19,7 @@ import sys
 import time
 
 from ..errors import UsageError
-from .common import add_config_options, config_from_args, run_dir_from_args
+from .common import add_config_options, add_resource_options, check_resources, config_from_args, need_complete, run_dir_from_args
 
 
 def _relaunch(args) -> int:
@@ -27,7 +27,7 @@ def _relaunch(args) -> int:
     for opt in ("preset", "config", "run_dir", "system"):
         if getattr(args, opt):
             out += [f"--{opt.replace('_', '-')}", str(getattr(args, opt))]
-    out += [f"--{flag}" for flag in ("resume", "force") if getattr(args, flag)]
+    out += [f"--{flag.replace('_', '-')}" for flag in ("resume", "force", "ignore_resources") if getattr(args, flag)]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
            "-m", "suite.cli"] + out
     env = dict(os.environ)
@@ -51,10 +51,13 @@ def run(args) -> int:
     store = run_dir / "fdns" / f"{system}.zarr"
     from ..fdns import read_attrs
     read_attrs(store)  # missing / foreign store: exit 2 before anything is written
+    # a DNS stopped early: every split must have a complete member (exit 2, nothing written)
+    need_complete(store, {"train": 1, "test": 1}, "`turbtl train`")
+    check_resources(args, cfg, "train", run_dir)
     paths = base_paths(run_dir)
     env = D.setup(args.device)
     try:
-        with run_lock(run_dir, "train", comm=D.TorchComm(env)):
+        with run_lock(run_dir, "train", comm=D.TorchComm(env), cfg=cfg):
             if paths["model"].exists() and not args.force:
                 from ..model import load_model
                 load_model(paths["dir"])  # a damaged model.pt is reported (DataError), not kept as done
@@ -89,4 +92,5 @@ def register(sub):
     p.add_argument("--force", action="store_true", help="retrain even if RUN/models/base/ exists")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="training device")
     p.add_argument("--nproc", type=int, default=1, help="DDP processes to launch on this machine (torchrun)")
+    add_resource_options(p)
     p.set_defaults(func=run)

@@ -22,7 +22,7 @@ import argparse
 import time
 
 from ..errors import UsageError
-from .common import add_config_options, config_from_args, csv_list, run_dir_from_args
+from .common import add_config_options, add_resource_options, check_resources, config_from_args, csv_list, need, run_dir_from_args
 
 
 def _overrides(args) -> dict:
@@ -63,7 +63,8 @@ def run(args) -> int:
     cfg = config_from_args(args, _overrides(args))  # validates every value
     part = T.parse_slice(args.slice)
     run_dir = run_dir_from_args(args, cfg)
-    base = load_model(run_dir / "models" / "base")  # DataError if missing: nothing written
+    need(run_dir / "models" / "base" / "model.pt", "train", "the base network")
+    base = load_model(run_dir / "models" / "base")  # DataError if damaged: nothing written
     layers = base[0].n_layers
     if layers != cfg.model.layers:
         raise DataError(f"the base network in {run_dir / 'models' / 'base'} has {layers} layers, the "
@@ -86,10 +87,11 @@ def run(args) -> int:
                                 f"training snapshots (accepted: fractions <= {n_avail / ctx.n_base:.4g})",
                                 field="transfer.fractions")
         d.snapshots("test")  # DataError if the target has no complete test snapshots
+    check_resources(args, cfg, "transfer", run_dir)
     every = T.plan(t.targets, masks, t.fractions, t.seeds, references=t.references)
     jobs = T.slice_jobs(every, part)
     where = f" (slice {part[0]}/{part[1]})" if part else ""
-    with run_lock(run_dir, "transfer", shared=True):
+    with run_lock(run_dir, "transfer", shared=True, cfg=cfg):
         if args.force:
             for j in jobs:
                 T.row_path(run_dir, j).unlink(missing_ok=True)
@@ -136,4 +138,5 @@ def register(sub):
                    help="run every subset through the whole network (no prefix cache; for comparison)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="training device")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_resource_options(p)
     p.set_defaults(func=run)
