@@ -162,6 +162,11 @@ class _Progress:
         elif self.decomp.is_group_root:
             self.reqs.append(self.world.isend(count, dest=0, tag=_PROGRESS_TAG))
 
+    def note(self, text: str):
+        """Show ``text`` after the bar (spin-up steps, rate, ETA): the bar never goes quiet."""
+        if self.bar is not None:
+            self.bar.set_postfix_str(text, refresh=True)
+
     def close(self):
         if self.world is not None:
             if self.rank == 0:
@@ -185,6 +190,7 @@ class _Timers:
     io: float = 0.0
     steps: int = 0
     samples: int = 0
+    spin: float = 0.0  # the part of ``step`` spent in the spin-up
 
 
 class _Member:
@@ -236,6 +242,7 @@ class SystemResult:
     io_s: float = 0.0
     busy_s: float = 0.0
     path: str = ""
+    spin_s: float = 0.0
 
     @property
     def member_steps_per_s(self) -> float:
@@ -251,7 +258,16 @@ class SystemResult:
         ms = 1e3 * self.sample_s / self.samples if self.samples else 0.0
         return (f"dns {self.system}: {self.members} members x {self.snapshots} snapshots in {self.wall_s:.1f} s, "
                 f"{self.member_steps_per_s:,.0f} members*steps/s, filtering {ms:.2f} ms/sample, "
-                f"I/O {100 * self.io_fraction:.1f}% of time -> {self.path}")
+                f"I/O {100 * self.io_fraction:.1f}% of time ({_time_split(self)}) -> {self.path}")
+
+
+def _time_split(r) -> str:
+    """How the writers' time went: spin-up steps, sampling-phase steps, filtering, I/O, the rest."""
+    if r.busy_s <= 0:
+        return "no time measured"
+    parts = (("spin-up", r.spin_s), ("steps", r.step_s - r.spin_s), ("filtering", r.sample_s), ("I/O", r.io_s))
+    rest = max(0.0, r.busy_s - r.step_s - r.sample_s - r.io_s)
+    return ", ".join(f"{k} {100 * v / r.busy_s:.0f}%" for k, v in parts + (("other", rest),))
 
 
 def _prepare_store(cfg, system, run_dir, save_dns, force, ranks) -> str:
@@ -357,7 +373,7 @@ def run_system(cfg: Config, system: str, run_dir, *, save_dns: bool = False, for
         timers.io += time.perf_counter() - t0
 
     done_rows = completed(path) if is_writer else None  # this group's members' markers (resume check)
-    for m in decomp.members:
+    for member_no, m in enumerate(decomp.members):
         mem = _Member(cfg, system, m, backend)
         # resume from this member's checkpoint, if any (read on the group root, shared in the group)
         peek = _peek_checkpoint(member_path(ckdir, m)) if decomp.is_group_root else None
@@ -393,6 +409,9 @@ def run_system(cfg: Config, system: str, run_dir, *, save_dns: bool = False, for
             while sim.state.step < to_step:
                 target = min(to_step, last_ck + ck_steps) if sim.state.step < spin else to_step
                 k = max(1, target - sim.state.step)
+                rate = timers.steps / timers.step if timers.step > 0 else 0.0
+                if sim.state.step < spin:  # ~2 s between progress notes (same steps: same results)
+                    k = min(k, max(1, int(2 * rate)) if rate else 10)
                 t0 = time.perf_counter()
                 try:
                     sim.run(steps=k)
@@ -404,6 +423,9 @@ def run_system(cfg: Config, system: str, run_dir, *, save_dns: bool = False, for
                                            "dns.cfl_max/grid.n_dns, then rerun with --force") from None
                 timers.step += time.perf_counter() - t0
                 timers.steps += k
+                if sim.state.step <= spin:
+                    timers.spin += time.perf_counter() - t0
+                    _spin_note(bar, m, sim.state.step, spin, lay, every, len(decomp.members), member_no, timers)
                 if sim.state.step < spin and sim.state.step - last_ck >= ck_steps:
                     checkpoint(m, sim, 0)
                     last_ck = sim.state.step
@@ -446,7 +468,8 @@ def run_system(cfg: Config, system: str, run_dir, *, save_dns: bool = False, for
 
     wall = time.perf_counter() - t_start
     # timings of the writers (group roots): their steps, samples, and where their time went
-    mine = np.array([timers.steps, timers.samples, timers.step, timers.sample, timers.io, wall], dtype=float)
+    mine = np.array([timers.steps, timers.samples, timers.step, timers.sample, timers.io, wall, timers.spin],
+                    dtype=float)
     mine *= 1.0 if is_writer else 0.0
     tot = mine
     if world is not None:
@@ -457,7 +480,18 @@ def run_system(cfg: Config, system: str, run_dir, *, save_dns: bool = False, for
         wall = world.allreduce(wall, op=MPI.MAX)
     return SystemResult(system, "done", members=lay.members, snapshots=lay.snapshots, wall_s=wall,
                         member_steps=int(tot[0]), samples=int(tot[1]), step_s=tot[2], sample_s=tot[3],
-                        io_s=tot[4], busy_s=tot[5], path=str(path))
+                        io_s=tot[4], busy_s=tot[5], path=str(path), spin_s=tot[6])
+
+
+def _spin_note(bar, m, step, spin, lay, every, n_members, member_no, timers):
+    """Spin-up progress of this group's member: steps, rate, ETA of the member and of the group."""
+    from .resources import fmt_time
+    rate = timers.steps / timers.step if timers.step > 0 else 0.0
+    per_member = spin + lay.snapshots * every
+    left_all = (n_members - member_no) * per_member - step
+    eta = (f", ETA member {fmt_time((per_member - step) / rate)}, all {fmt_time(left_all / rate)}"
+           if rate > 0 else "")
+    bar.note(f"member {m} spin-up {step:,}/{spin:,} steps, {rate:,.0f} steps/s{eta}")
 
 
 # --------------------------------------------------------------------------------------------
