@@ -1,4 +1,4 @@
-"""Physics closures of the SGS term Π on LES-grid fields (REFERENCE.md §7).
+"""Physics closures of the SGS term Π on LES-grid fields (docs/science.md §7).
 
 All four are eddy-viscosity models of the SGS vorticity flux, σ_i = −ν_e ∂_i ω̄, so that
 
@@ -17,6 +17,13 @@ and ⟨ω̄ Π_model⟩ = −⟨ν_e |∇ω̄|²⟩ ≤ 0 (they only drain enstr
   (f = |S|, a = 2 for Smagorinsky; f = |∇ω|, a = 3 for Leith) and the least-squares coefficient
   c = ⟨L_i M_i⟩ / ⟨M_i M_i⟩, **averaged over the whole domain of each snapshot** (the homogeneous
   directions of doubly periodic turbulence), then clipped at c ≥ 0. One c per snapshot.
+  The resolved fluxes u_i ω̄ and û_i ω̂ of the Leonard term L_i are *exact* products truncated to
+  the LES grid (:func:`exact_product`, 3/2 zero padding), the definition the SGS term Π itself
+  uses for J(ψ̄, ω̄) (:mod:`solver.sgs`, docs/science.md §3), so the Germano identity is written
+  for the same Π the data hold. The eddy-viscosity fluxes (ν_e ∂_i ω̄: ν_e is not a polynomial of
+  the fields) are formed pointwise on the grid, as the models define them.
+
+Every model's Π has the LES Nyquist row and column zero (the convention of the data).
 
 Fields are numpy arrays ``(..., n, n)`` (leading batch dims are carried through) on a periodic
 square of side ``L``; derivatives are spectral (numpy rfft2), serial. ``delta`` is the LES filter
@@ -59,6 +66,38 @@ def _irfft(f_hat, n):
     return np.fft.irfft2(f_hat, s=(n, n))
 
 
+def exact_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a·b truncated to the grid of ``a`` and ``b`` ((..., n, n), n even): the product formed on a
+    3/2 zero-padded grid, so it has no aliasing for factors without Nyquist content (their
+    Nyquist row and column are dropped first); the result's Nyquist row and column are zero."""
+    n = a.shape[-1]
+    m = 3 * n // 2
+    m += m % 2
+    h = n // 2
+
+    def pad(f):
+        f_hat = np.fft.rfft2(f)
+        out = np.zeros(f.shape[:-2] + (m, m // 2 + 1), complex)
+        out[..., :h, :h] = f_hat[..., :h, :h]
+        out[..., m - h + 1:, :h] = f_hat[..., n - h + 1:, :h]
+        return np.fft.irfft2(out * (m / n) ** 2, s=(m, m))
+
+    p_hat = np.fft.rfft2(pad(a) * pad(b))
+    out = np.zeros(a.shape[:-2] + (n, h + 1), complex)
+    out[..., :h, :h] = p_hat[..., :h, :h]
+    out[..., n - h + 1:, :h] = p_hat[..., m - h + 1:, :h]
+    return _irfft(out * (n / m) ** 2, n)
+
+
+def nyquist_free(f: np.ndarray) -> np.ndarray:
+    """``f`` with its Nyquist row and column removed (the LES data convention)."""
+    n = f.shape[-1]
+    f_hat = np.fft.rfft2(f)
+    f_hat[..., n // 2, :] = 0
+    f_hat[..., :, n // 2] = 0
+    return _irfft(f_hat, n)
+
+
 def gradient(f: np.ndarray, L: float) -> tuple[np.ndarray, np.ndarray]:
     """(∂f/∂x, ∂f/∂y) of a periodic field (x = last axis, y = second to last)."""
     kx, ky = _deriv_k(f, L)
@@ -98,9 +137,10 @@ def vorticity_gradient_norm(omega: np.ndarray, L: float) -> np.ndarray:
 
 
 def eddy_viscosity_pi(nu_e: np.ndarray, omega: np.ndarray, L: float) -> np.ndarray:
-    """Π = ∇·(ν_e ∇ω): the SGS term of an eddy viscosity ν_e (pointwise field or scalar)."""
+    """Π = ∇·(ν_e ∇ω): the SGS term of an eddy viscosity ν_e (pointwise field or scalar), with
+    the Nyquist row and column zero."""
     wx, wy = gradient(omega, L)
-    return divergence(nu_e * wx, nu_e * wy, L)
+    return nyquist_free(divergence(nu_e * wx, nu_e * wy, L))
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,8 +184,8 @@ def dynamic_coefficient(kind: str, psi: np.ndarray, omega: np.ndarray, L: float,
     psi_t, omega_t = tf(psi), tf(omega)
     pxt, pyt = gradient(psi_t, L)
     ut, vt = pyt, -pxt
-    lx = tf(u * omega) - ut * omega_t
-    ly = tf(v * omega) - vt * omega_t
+    lx = tf(exact_product(u, omega)) - exact_product(ut, omega_t)
+    ly = tf(exact_product(v, omega)) - exact_product(vt, omega_t)
     f, a = _scale(kind, psi, omega, L)
     f_t, _ = _scale(kind, psi_t, omega_t, L)
     wx, wy = gradient(omega, L)

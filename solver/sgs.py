@@ -1,11 +1,11 @@
-"""The SGS term of the filtered equation, computed from the DNS spectral state (REFERENCE.md §3).
+"""The SGS term of the filtered equation, computed from the DNS spectral state (docs/science.md §3).
 
 Filtering the vorticity equation and moving the unclosed term to the right-hand side,
 
     ∂ω̄/∂t + J(ψ̄, ω̄) = ν∇²ω̄ − μω̄ − βv̄ + F̄ + Π,      Π = J(ψ̄, ω̄) − \\overline{J(ψ, ω)}
 
-(the paper's sign: Π is *added* on the right of the LES equation; py2d stores −Π). Here ¯ is
-the filter (:mod:`solver.filters`) followed by coarse-graining to the LES grid.
+(Π is *added* on the right of the LES equation). Here ¯ is the filter (:mod:`solver.filters`)
+followed by coarse-graining to the LES grid.
 
 How :class:`FDNSSampler` evaluates it, from the DNS spectral vorticity ω̂ (local kx columns under
 MPI, leading member dimensions allowed):
@@ -14,13 +14,18 @@ MPI, leading member dimensions allowed):
    (:meth:`solver.equation.Equation.jacobian_hat`: same dealiasing rule and Jacobian form as the
    DNS), filtered and coarse-grained;
 2. ω̄ = coarse(G ω̂) and ψ̄ = ω̄ / k² on the LES grid (identical to coarse(G ψ̂): G, truncation
-   and 1/k² are all diagonal);
-3. J(ψ̄, ω̄) on the LES grid by an :class:`~solver.equation.Equation` on the ``n_les``² grid
-   with the **same dealiasing convention** (``dealias`` and ``jacobian``) as the DNS. With the
-   default 2/3 rule the LES Jacobian keeps max(|kx|, |ky|) <= (n_les−1)//3, so above that cutoff
-   Π = −\\overline{J}: Π is exactly the term an LES that uses this solver at ``n_les``² must add
-   to reproduce the filtered DNS tendency;
-4. Π̂ = Ĵ(ψ̄, ω̄) − \\overline{J}̂ and the fields back to physical space on the LES grid.
+   and 1/k² are all diagonal). Coarse-graining leaves the LES Nyquist row and column zero;
+3. J(ψ̄, ω̄): the **exact** product of the LES fields, truncated to the LES grid
+   (:func:`les_equation`: 3/2 zero padding, :data:`LES_JACOBIAN`), whatever the DNS's own
+   dealiasing rule. For fields without Nyquist content the padded product has no aliasing, so
+   every LES mode below Nyquist carries the exact J(ψ̄, ω̄). A 2/3-truncated LES Jacobian would
+   instead make Π = −\\overline{J} in the top third of the LES band (a resolved quantity);
+4. Π̂ = Ĵ(ψ̄, ω̄) − \\overline{J}̂, with the LES Nyquist row and column zero, and the fields back
+   to physical space on the LES grid.
+
+The online LES (:mod:`suite.online`, :func:`suite.les.build_les`) uses the same
+:func:`les_equation` and evolves every LES mode below Nyquist, so an LES driven by the true Π
+reproduces the filtered DNS tendency in every such mode.
 
 Diagnostics of the enstrophy transfer T = Π ∇²ω̄ (T > 0: diffusion / forward transfer, T < 0:
 backscatter): ``backscatter`` = the fraction of LES grid points with T < 0, ``transfer`` = <T>.
@@ -44,7 +49,31 @@ from .fft import make_backend
 from .filters import CoarseGrain, Filter, default_width, make_filter, wavenumbers
 from .grid import Grid
 
-__all__ = ["FDNSSampler", "enstrophy_transfer", "backscatter_fraction", "make_sampler", "fdns_sample"]
+__all__ = ["FDNSSampler", "LES_JACOBIAN", "LES_CONVENTIONS", "les_equation", "enstrophy_transfer",
+           "backscatter_fraction", "make_sampler", "fdns_sample"]
+
+#: The LES-grid Jacobian J(ψ̄, ω̄) of Π and of the online LES: products formed on a 3/2 zero-padded
+#: grid, i.e. exact for fields whose Nyquist row and column are zero (the advective and average
+#: forms agree exactly for an exact product, so the cheaper advective one is used).
+LES_JACOBIAN = {"dealias": "3/2", "jacobian": "advective"}
+
+#: What an FDNS store (and an LES store) records about the definition of Π (docs/science.md §3).
+LES_CONVENTIONS = {
+    "les_jacobian": "exact: J(psibar, omegabar) from the LES fields with 3/2 zero padding, "
+                    "every LES mode below Nyquist",
+    "pi_definition": "Pi = J(psibar, omegabar) - bar(J(psi, omega)); bar = filter then truncation; "
+                     "bar(J) is the DNS's own dealiased Jacobian",
+    "nyquist": "the LES grid's Nyquist row and column of psi, omega and pi are zero",
+}
+
+
+def les_equation(grid: Grid, params: Parameters | None = None, forcing=None, extra=None) -> Equation:
+    """The vorticity equation on an LES grid with the exact LES Jacobian (:data:`LES_JACOBIAN`):
+    the nonlinear term, the closure ``extra`` and the time stepping act on every mode below the
+    LES Nyquist wavenumber. :class:`FDNSSampler` forms J(ψ̄, ω̄) of Π with it, and the online LES
+    (:func:`suite.les.build_les`) steps it, so both use one definition."""
+    return Equation(grid, params if params is not None else Parameters(), forcing=forcing, extra=extra,
+                    **LES_JACOBIAN)
 
 
 def enstrophy_transfer(pi: np.ndarray, omega_bar: np.ndarray, L: float = 2 * math.pi) -> np.ndarray:
@@ -65,7 +94,8 @@ class FDNSSampler:
     """ψ̄, ω̄ and Π on the LES grid from a DNS state, plus the T = Π∇²ω̄ statistics.
 
     ``equation``: the DNS :class:`~solver.equation.Equation` (its grid, backend, dealiasing and
-    Jacobian form are used); ``n_les``: LES points per side (divides the DNS ``n``); ``filt``: a
+    Jacobian form make \\overline{J(ψ, ω)}; J(ψ̄, ω̄) is always exact, :func:`les_equation`);
+    ``n_les``: LES points per side (divides the DNS ``n``); ``filt``: a
     :class:`~solver.filters.Filter` (width in units of length).
     """
 
@@ -76,8 +106,7 @@ class FDNSSampler:
         self.cg = CoarseGrain(self.n_dns, self.n_les)
         les_be = make_backend(self.n_les, backend="numpy", dtype="float64", threads=1)
         self.les_grid = Grid(self.n_les, self.L, backend=les_be)
-        self.les_equation = Equation(self.les_grid, Parameters(), dealias=equation.dealias,
-                                     jacobian=equation.jacobian)
+        self.les_equation = les_equation(self.les_grid)  # exact J(ψ̄, ω̄), whatever the DNS's rule
         kx, ky = wavenumbers(self.n_les, self.L)
         self.transfer_les = filt.transfer(kx, ky)  # G on the LES modes (G commutes with truncation)
         self.k2_les = kx ** 2 + ky ** 2

@@ -43,7 +43,7 @@ import numpy as np
 
 from .config import Config
 from .errors import DataError, SimulationBlowUp
-from .fdns import Layout, Writer, completed, create_store, is_finished, read_attrs, split_labels
+from .fdns import SCHEMA_VERSION, Layout, Writer, completed, create_store, is_finished, read_attrs, split_labels
 from .provenance import provenance
 
 _PROGRESS_TAG = 7301
@@ -92,7 +92,7 @@ def fingerprint(cfg: Config, system: str, save_dns: bool) -> str:
     for k in ("systems", "threads", "ranks_per_member", "checkpoint_interval", "cfl_max"):
         d.pop(k, None)
     doc = {"grid": cfg.grid.to_dict(), "dns": d, "system": cfg.system(system).to_dict(), "save_dns": save_dns,
-           "schema": 1}
+           "schema": SCHEMA_VERSION}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -12,8 +12,11 @@ Layout (docs/CONTRACTS.md, "FDNS store"):
   [0, L)), ``k``, ``split`` (member -> "train" | "val" | "test"), and ``x_dns``/``y_dns`` with
   ``omega_dns``;
 * ``complete`` ``(member, time)`` bool, written after the chunk's data;
-* attrs ``schema_version`` = 1, ``kind`` = "turbtl-fdns", the parameters given to
-  :func:`create_store` (system, grids, filter, times, seeds, provenance JSON ...).
+* attrs ``schema_version`` = 2, ``kind`` = "turbtl-fdns", the definition of Π
+  (:data:`solver.sgs.LES_CONVENTIONS`: ``les_jacobian`` = "exact: ...", ``pi_definition``,
+  ``nyquist``: the LES Nyquist row and column of ψ̄, ω̄, Π are zero), and the parameters given to
+  :func:`create_store` (system, grids, filter, times, seeds, provenance JSON ...). Schema 1 held Π
+  formed with a 2/3-truncated LES Jacobian (docs/science.md §3); readers refuse it.
 
 Every variable with a ``member`` dimension is chunked as (1 member, ``chunk_time`` snapshots,
 whole rest): a writer that owns a member writes whole chunks, so no two MPI writers ever touch
@@ -38,9 +41,11 @@ from pathlib import Path
 
 import numpy as np
 
+from solver.sgs import LES_CONVENTIONS
+
 from .errors import DataError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: Π with the exact LES Jacobian (1: 2/3-truncated, refused)
 KIND = "turbtl-fdns"
 FIELDS = ("psi", "omega", "pi")
 SERIES = ("energy", "enstrophy", "backscatter", "transfer")
@@ -48,7 +53,7 @@ SPLITS = ("train", "val", "test")
 _DESCRIPTIONS = {
     "psi": "filtered, coarse-grained streamfunction",
     "omega": "filtered, coarse-grained vorticity",
-    "pi": "SGS term Pi = J(psibar, omegabar) - bar(J(psi, omega)) on the LES grid",
+    "pi": "SGS term Pi = J(psibar, omegabar) - bar(J(psi, omega)) on the LES grid, J(psibar, omegabar) exact",
     "energy": "DNS kinetic energy 0.5 <|u|^2>",
     "enstrophy": "DNS enstrophy 0.5 <omega^2>",
     "backscatter": "fraction of LES points with T = Pi lap(omegabar) < 0",
@@ -144,7 +149,7 @@ def create_store(path: str | Path, layout: Layout, attrs: dict) -> None:
         data["omega_dns"] = var(("member", "time", "y_dns", "x_dns"), (M, T, nd, nd))
         coords["y_dns"] = coords["x_dns"] = np.arange(nd) * (layout.L / nd)
     all_attrs = {k: _json_safe(v) for k, v in attrs.items()}
-    all_attrs.update(schema_version=SCHEMA_VERSION, kind=KIND, chunk_time=ct)
+    all_attrs.update(schema_version=SCHEMA_VERSION, kind=KIND, chunk_time=ct, **LES_CONVENTIONS)
     ds = xr.Dataset(data, coords=coords, attrs=all_attrs)
     for name, v in ds.data_vars.items():
         v.attrs["description"] = _DESCRIPTIONS[name]
@@ -245,9 +250,11 @@ def read_attrs(path: str | Path) -> dict:
     if kind != KIND:
         raise DataError(f"{path}: kind = {kind!r}, expected {KIND!r} (not an FDNS store written by turbtl dns)",
                         field="store")
-    if version != SCHEMA_VERSION:
-        raise DataError(f"{path}: schema_version = {version!r}, this turbtl reads schema_version "
-                        f"{SCHEMA_VERSION} only (re-create it with `turbtl dns --force`)", field="store")
+    if version != SCHEMA_VERSION or attrs.get("les_jacobian") != LES_CONVENTIONS["les_jacobian"]:
+        old = " (its Π used the old 2/3-truncated LES Jacobian)" if version == 1 else ""
+        raise DataError(f"{path}: schema_version = {version!r}{old}, this turbtl reads schema_version "
+                        f"{SCHEMA_VERSION} only (Π with the exact LES Jacobian): rerun `turbtl dns --force`",
+                        field="store")
     need = set(FIELDS) | {"complete"}
     have = set(g.array_keys())
     if need - have:

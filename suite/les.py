@@ -10,8 +10,9 @@ The LES equation (the filtered equation of the store, CONTRACTS.md Π sign):
 
     ∂ω̄/∂t + J(ψ̄, ω̄) = ν∇²ω̄ − μω̄ − βv̄ + F̄ + Π_model,     F̄ = G F
 
-with the store's system parameters, stepper, dealiasing rule and Jacobian form, and the steady
-forcing filtered by the store's filter G (the FDNS forcing is the filtered one). Stochastically
+with the store's system parameters and stepper, the exact LES-grid Jacobian J(ψ̄, ω̄) that Π was
+formed with (:func:`solver.sgs.les_equation`: every LES mode below Nyquist is evolved, and the
+closure's whole Π acts there, whatever the DNS's own dealiasing rule), and the steady forcing filtered by the store's filter G (the FDNS forcing is the filtered one). Stochastically
 forced systems are not supported (their filtered forcing is not reproducible on the LES grid).
 
 dt rule. ``dt_les = sample_interval / ceil(sample_interval / (dt_dns · les.dt_factor))``: the
@@ -35,7 +36,8 @@ members pooled, blown-up members' snapshots after the blow-up excluded:
 
 - ``e_spec_<band>``, ``z_spec_<band>``: RMS over the shells of the band of log10(S_LES/S_FDNS) of
   the mean energy / enstrophy spectra; bands ``low``, ``mid``, ``high`` split [1, k_c] in three
-  equal parts in log k (k_c = the LES 2/3-rule cutoff), ``all`` = every shell 1..k_c;
+  equal parts in log k (k_c = n_les/2 − 1, the highest shell the LES evolves whole),
+  ``all`` = every shell 1..k_c;
 - ``pdf_w1``: 1D Wasserstein distance between the pooled vorticity values, divided by the FDNS
   vorticity standard deviation;
 - ``energy_err``, ``enstrophy_err``: relative RMS difference of E(t), Z(t) (LES grid, member by
@@ -60,10 +62,13 @@ from pathlib import Path
 
 import numpy as np
 
+from solver.sgs import LES_CONVENTIONS
+
 from .config import CLOSURES, Config
 from .errors import ConfigError, DataError
 from .provenance import provenance
 
+LES_SCHEMA_VERSION = 2  # 2: exact LES Jacobian, every mode below Nyquist evolved (1: 2/3 rule)
 CHECK_EVERY = 20
 MAX_SNAPSHOTS = 40
 BANDS = ("low", "mid", "high")
@@ -177,8 +182,6 @@ class LESSetup:
     kf: float
     dt: float
     stepper: str
-    dealias: str
-    jacobian: str
     filter: str | None
     delta: float
     sample_interval: float
@@ -207,7 +210,6 @@ class LESSetup:
                    beta=float(attrs["beta"]), hyperviscosity=float(attrs.get("hyperviscosity", 0.0)),
                    hyper_order=int(attrs.get("hyper_order", 2)), forcing=str(attrs["forcing"]),
                    kf=float(attrs["kf"]), dt=si / per, stepper=str(attrs.get("stepper", "ab2cn")),
-                   dealias=str(attrs.get("dealias", "2/3")), jacobian=str(attrs.get("jacobian", "advective")),
                    filter=str(attrs["filter"]), delta=float(attrs["filter_width"]), sample_interval=si,
                    cfl_max=float(cfl_max), dt_dns=dt_dns, dt_factor=float(dt_factor))
 
@@ -233,10 +235,11 @@ class FilteredForcing:
 def build_les(setup: LESSetup, backend, closure_term_factory=None):
     """(grid, equation, stepper, term) of an LES on ``backend`` (n = setup.n).
 
-    ``closure_term_factory(grid, dealias)`` returns the online closure term (:mod:`suite.online`)
+    ``closure_term_factory(grid)`` returns the online closure term (:mod:`suite.online`)
     or None (no closure)."""
-    from solver import Equation, Grid, Parameters, make_forcing, make_stepper
+    from solver import Grid, Parameters, make_forcing, make_stepper
     from solver.filters import make_filter
+    from solver.sgs import les_equation
 
     grid = Grid(setup.n, setup.L, backend=backend)
     params = Parameters(re=setup.re, mu=setup.mu, beta=setup.beta, hyperviscosity=setup.hyperviscosity,
@@ -245,8 +248,8 @@ def build_les(setup: LESSetup, backend, closure_term_factory=None):
     if forcing is not None and setup.filter is not None:
         G = make_filter(setup.filter, setup.delta).transfer(grid.np["kx"], grid.np["ky"])
         forcing = FilteredForcing(forcing, G, setup.filter)
-    term = closure_term_factory(grid, setup.dealias) if closure_term_factory is not None else None
-    eq = Equation(grid, params, forcing=forcing, dealias=setup.dealias, jacobian=setup.jacobian, extra=term)
+    term = closure_term_factory(grid) if closure_term_factory is not None else None
+    eq = les_equation(grid, params, forcing=forcing, extra=term)
     return grid, eq, make_stepper(setup.stepper, eq, dt=setup.dt), term
 
 
@@ -463,7 +466,7 @@ def closure_metrics(grid, omega: np.ndarray, omega_true: np.ndarray, backscatter
                     backscatter_true: np.ndarray) -> dict:
     """Distances of one closure's LES snapshots ``omega`` (member, time, n, n) from the FDNS ones at
     the same members and times (t > 0 only), as in the module docstring (no skill: see :func:`add_skill`)."""
-    kmax = grid.kmax_dealias
+    kmax = grid.n // 2 - 1  # every LES mode below Nyquist is evolved
     k, e, z = mean_spectra(grid, omega)
     _, et, zt = mean_spectra(grid, omega_true)
     out = {}
@@ -558,11 +561,10 @@ def _load_term_factory(spec: ClosureSpec, setup: LESSetup, cfg: Config):
     if spec.kind == "none":
         return None
     if spec.kind == "physics":
-        return lambda grid, dealias: make_closure(spec.name, grid, dealias, delta=setup.delta,
-                                                  cs=cfg.les.cs, cl=cfg.les.cl)
+        return lambda grid: make_closure(spec.name, grid, delta=setup.delta, cs=cfg.les.cs, cl=cfg.les.cl)
     from .model import load_model
     model, norm, _ = load_model(spec.model_dir)
-    return lambda grid, dealias: make_closure("cnn", grid, dealias, model=model, norm=norm, label=spec.label)
+    return lambda grid: make_closure("cnn", grid, model=model, norm=norm, label=spec.label)
 
 
 def make_les_backend(cfg: Config, n: int):
@@ -679,7 +681,8 @@ def _dataset(cfg, system, setup, truth, specs, trajs, rows, terms, grid_np, stor
                 "k": k, "omega_bin": 0.5 * (edges[1:] + edges[:-1]),
                 "y": np.arange(setup.n) * h, "x": np.arange(setup.n) * h})
     ds["steps_per_s"] = ("closure", np.array([r["steps_per_s"] for r in rows]))
-    ds.attrs = {"kind": "turbtl-les", "schema_version": 1, "system": system, "store": str(store),
+    ds.attrs = {"kind": "turbtl-les", "schema_version": LES_SCHEMA_VERSION, "system": system, "store": str(store),
+                **LES_CONVENTIONS,
                 "setup": json.dumps(setup.describe()), "closures": json.dumps(terms, default=str),
                 "metrics": json.dumps(rows, default=float),
                 "comparison": "snapshots at 0 < t <= les.duration shared by LES and FDNS (time index 0 is the IC)",
@@ -841,12 +844,12 @@ def measure_les_step(n: int = 128, members: int = 4, model=None, steps: int = 20
     norm = {"mean": {"psi": 0.0, "omega": 0.0, "pi": 0.0}, "std": {"psi": 1.0, "omega": 10.0, "pi": 1.0}}
     L = 2 * math.pi
     setup = LESSetup(n=n, L=L, re=2e4, mu=0.1, beta=0.0, hyperviscosity=0.0, hyper_order=2, forcing="cos-xy",
-                     kf=4.0, dt=1e-3, stepper="ab2cn", dealias="2/3", jacobian="advective", filter="gaussian",
+                     kf=4.0, dt=1e-3, stepper="ab2cn", filter="gaussian",
                      delta=2 * L / n, sample_interval=1e-3)
     runs = {}
     for name in ("none", "cnn"):
         be = make_backend(n, backend=backend, dtype=dtype, device=device)
-        fac = None if name == "none" else (lambda g, d: make_closure("cnn", g, d, model=model, norm=norm))
+        fac = None if name == "none" else (lambda g: make_closure("cnn", g, model=model, norm=norm))
         grid, eq, stepper, _ = build_les(setup, be, fac)
         state = stepper.init_state(random_field(grid, kp=10, seed=seed, members=members))
         for _ in range(2):

@@ -83,6 +83,20 @@ def spectrum(field, L: float) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(kmax + 1, dtype=np.float64), e[:kmax + 1]
 
 
+def variance_fraction_above(field, kc: int) -> float:
+    """The fraction of the variance of ``field`` ((..., n, n), pooled) in the modes with
+    max(|kx|, |ky|) > ``kc`` (integer wavenumbers): with kc = (n−1)//3, the band a 2/3-truncated
+    LES Jacobian would leave to −\\overline{J} (docs/science.md §3)."""
+    f = _np(field)
+    n = f.shape[-1]
+    power = (np.abs(np.fft.fft2(f.reshape(-1, f.shape[-2], n))) ** 2).sum(axis=0)
+    power[0, 0] = 0.0  # the variance, not the mean square
+    k1 = np.abs(np.fft.fftfreq(n, 1.0 / n))
+    high = (k1[None, :] > kc) | (k1[:, None] > kc)
+    total = power.sum()
+    return float(power[high].sum() / total) if total > 0 else float("nan")
+
+
 def evaluate(pred, true, omega, L: float, spectra: bool = False) -> dict:
     """cc, cc_backscatter, cc_diffusion (by the true T = Π∇²ω̄), rel_l2; spectra if asked."""
     t = enstrophy_transfer(true, omega, L)

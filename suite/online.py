@@ -5,8 +5,9 @@ explicit tendency N. A closure term here is such a callable on the LES grid and 
 
     ω̂ ─► ψ̄ = irfft2(ω̂/k²), ω̄ = irfft2(ω̂) ─► Π (physical) ─► rfft2(Π) × mask
 
-with ``mask`` the equation's own (the dealiasing rule's kept modes, k = 0 removed, so the mean
-vorticity stays zero). Π has the data's sign (CONTRACTS.md, FDNS store): ∂ω̄/∂t + J(ψ̄, ω̄) = … + Π.
+with ``mask`` = every LES mode below Nyquist but k = 0 (the mean vorticity stays zero): the LES
+(:func:`solver.sgs.les_equation`) evolves all of those modes with the exact Jacobian J(ψ̄, ω̄), the
+one Π was formed with, so the closure's whole Π acts (docs/science.md §3). Π has the data's sign (CONTRACTS.md, FDNS store): ∂ω̄/∂t + J(ψ̄, ω̄) = … + Π.
 
 - :class:`PhysicsClosure`: Smagorinsky, Leith and their dynamic versions from
   :mod:`solver.closures` (numpy, serial; on a torch backend the fields go through the host).
@@ -16,8 +17,8 @@ vorticity stays zero). Π has the data's sign (CONTRACTS.md, FDNS store): ∂ω�
   the network, then Π = y·std_Π + mean_Π in float64 (:func:`suite.dataset.denormalize`). All
   ensemble members go through the network as one batch.
 
-    >>> term = make_closure("cnn", grid, "2/3", model=model, norm=norm)
-    >>> eq = Equation(grid, params, forcing=f, extra=term)
+    >>> term = make_closure("cnn", grid, model=model, norm=norm)
+    >>> eq = les_equation(grid, params, forcing=f, extra=term)
 
 The terms are serial (one process; an LES ensemble is batched, not slab-decomposed).
 """
@@ -63,9 +64,9 @@ class ClosureTerm:
 
     name = "abstract"
 
-    def __init__(self, grid, dealias: str):
+    def __init__(self, grid):
         self.grid, self.backend = grid, grid.backend
-        mask = np.broadcast_to(_mask_np(grid, dealias), grid.backend.spectral_shape)
+        mask = np.broadcast_to(_mask_np(grid), grid.backend.spectral_shape)
         self.mask = self.backend.asarray(mask.astype(float))
 
     def fields(self, omega_hat):
@@ -84,20 +85,20 @@ class ClosureTerm:
         return {"closure": self.name}
 
 
-def _mask_np(grid, dealias: str) -> np.ndarray:
+def _mask_np(grid) -> np.ndarray:
+    """1 on every LES mode below Nyquist except k = 0."""
     g = grid.np
-    keep = g["dealias"] if dealias == "2/3" else g["nyquist_free"]
-    return keep * (g["k2"] > 0)
+    return g["nyquist_free"] * (g["k2"] > 0)
 
 
 class PhysicsClosure(ClosureTerm):
     """One of :data:`PHYSICS` with LES filter width ``delta`` (Δ) and constants ``cs``, ``cl``."""
 
-    def __init__(self, grid, dealias: str, model: str, delta: float, cs: float = 0.17, cl: float = 0.17,
+    def __init__(self, grid, model: str, delta: float, cs: float = 0.17, cl: float = 0.17,
                  test_ratio: float = 2.0):
         if model not in PHYSICS:
             raise ValueError(f"model = {model!r}: must be one of {', '.join(PHYSICS)}")
-        super().__init__(grid, dealias)
+        super().__init__(grid)
         self.name, self.delta, self.cs, self.cl, self.test_ratio = model, float(delta), cs, cl, test_ratio
 
     def pi(self, omega_hat):
@@ -120,8 +121,8 @@ class CNNClosure(ClosureTerm):
 
     name = "cnn"
 
-    def __init__(self, grid, dealias: str, model: torch.nn.Module, norm: dict, label: str = "cnn"):
-        super().__init__(grid, dealias)
+    def __init__(self, grid, model: torch.nn.Module, norm: dict, label: str = "cnn"):
+        super().__init__(grid)
         be = self.backend
         self.device = torch.device(be.device) if be.is_torch else torch.device("cpu")
         self.model = model.to(self.device).eval()
@@ -147,7 +148,7 @@ class CNNClosure(ClosureTerm):
                 "norm": self.norm}
 
 
-def make_closure(name: str, grid, dealias: str, *, delta: float = 0.0, cs: float = 0.17, cl: float = 0.17,
+def make_closure(name: str, grid, *, delta: float = 0.0, cs: float = 0.17, cl: float = 0.17,
                  model=None, norm=None, label: str | None = None):
     """The online term of closure ``name`` (one of :data:`NAMES`); None for ``none`` (no extra term)."""
     if name == "none":
@@ -155,9 +156,9 @@ def make_closure(name: str, grid, dealias: str, *, delta: float = 0.0, cs: float
     if name in PHYSICS:
         if not delta > 0:
             raise ValueError(f"delta = {delta!r}: the physics closures need the LES filter width > 0")
-        return PhysicsClosure(grid, dealias, name, delta, cs=cs, cl=cl)
+        return PhysicsClosure(grid, name, delta, cs=cs, cl=cl)
     if name == "cnn":
         if model is None or norm is None:
             raise ValueError("closure 'cnn' needs model= and norm= (suite.model.load_model)")
-        return CNNClosure(grid, dealias, model, norm, label=label or "cnn")
+        return CNNClosure(grid, model, norm, label=label or "cnn")
     raise ValueError(f"closure {name!r}: must be one of {', '.join(NAMES)}")

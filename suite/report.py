@@ -101,11 +101,11 @@ def _spectra_section(run_dir: Path, attrs: dict) -> str:
     import matplotlib.pyplot as plt
 
     from .fdns import open_fdns, reading
-    from .metrics import spectrum
+    from .metrics import spectrum, variance_fraction_above
     if not attrs:
         return ""
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
-    slopes = []
+    slopes, bands = [], []
     for name, path in _stores(run_dir).items():
         ds = open_fdns(path)
         with reading(path):  # a damaged chunk: DataError naming the store
@@ -124,6 +124,9 @@ def _spectra_section(run_dir: Path, attrs: dict) -> str:
                                f"{k[fit][0]:.0f}–{k[fit][-1]:.0f}"])
         kk, ep = spectrum(pi.reshape(-1, *pi.shape[-2:]), float(attrs[name]["L"]))
         a2.loglog(kk[1:], ep[1:], label=name)
+        kc = (pi.shape[-1] - 1) // 3
+        bands.append([name, str(attrs[name].get("les_jacobian", "–")).split(":")[0], kc,
+                      f"{variance_fraction_above(pi, kc):.3f}"])
     kref = np.array([6.0, 30.0])
     a1.loglog(kref, 0.5 * a1.get_ylim()[1] * (kref / kref[0]) ** -3, "k--", lw=0.8, label="k⁻³")
     a1.set(xlabel="k", ylabel="E(k)", title="DNS energy spectra")
@@ -134,6 +137,9 @@ def _spectra_section(run_dir: Path, attrs: dict) -> str:
     out = _img(_fig_png(fig), "DNS energy spectra and Π spectra, base vs targets")
     if slopes:
         out += _table(["system", "fitted slope of E(k)", "fit range k"], slopes)
+    if bands:
+        out += _table(["system", "LES Jacobian of Π", "k_c = (n_les−1)//3",
+                       "fraction of Π's variance with max(|kx|, |ky|) > k_c"], bands)
     return out
 
 

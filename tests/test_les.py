@@ -15,6 +15,7 @@ from suite.config import load_config
 from suite.les import (LESSetup, build_les, closure_metrics, log_spectrum_error, mean_spectra, relative_rms,
                        run_ensemble, skill, spectral_bands, wasserstein1)
 from suite.model import ClosureCNN
+from solver.sgs import LES_JACOBIAN
 from suite.online import CNNClosure, destandardize, make_closure, network_input, standardize
 
 L = 2 * math.pi
@@ -22,7 +23,7 @@ L = 2 * math.pi
 
 def setup(n=32, **kw) -> LESSetup:
     base = dict(n=n, L=L, re=1000.0, mu=0.1, beta=0.0, hyperviscosity=0.0, hyper_order=2, forcing="cos-xy",
-                kf=4.0, dt=5e-3, stepper="ab2cn", dealias="2/3", jacobian="advective", filter=None,
+                kf=4.0, dt=5e-3, stepper="ab2cn", filter=None,
                 delta=2 * L / n, sample_interval=0.05, cfl_max=2.0)
     base.update(kw)
     return LESSetup(**base)
@@ -38,11 +39,13 @@ def backend(n):
 
 @pytest.mark.parametrize("stepper,beta", [("ab2cn", 0.0), ("rk3cn", 5.0)])
 def test_les_none_on_dns_grid_reproduces_dns(stepper, beta):
-    """closure none, n_les = n_dns, no filter: the LES loop gives the DNS fields of the solver run alone."""
+    """closure none, n_les = n_dns, no filter: the LES loop gives the fields of the solver run alone
+    with the LES Jacobian (exact products, every mode below Nyquist)."""
     s = setup(n=32, stepper=stepper, beta=beta)
     steps = 60
     g = Grid(32, L, backend=backend(32))
-    eq = Equation(g, Parameters(re=1000.0, mu=0.1, beta=beta), forcing=make_forcing(g, "cos-xy", kf=4.0))
+    eq = Equation(g, Parameters(re=1000.0, mu=0.1, beta=beta), forcing=make_forcing(g, "cos-xy", kf=4.0),
+                  **LES_JACOBIAN)
     w0 = random_field(g, kp=6, energy=2.0, seed=3, members=2)
     sim = Simulation(eq, make_stepper(stepper, eq, dt=s.dt), g.backend.copy(w0))
     sim.run(steps=steps)
@@ -85,10 +88,10 @@ def test_smagorinsky_removes_energy_at_the_eddy_viscosity_rate():
     ν_e = (C_s Δ)² |S|; for uniform ν_e, <∇ψ·∇ω> = <ω²> = <|S|²> = 2<S_ij S_ij>."""
     n, cs = 32, 0.17
     s = setup(n=n, re=math.inf, mu=0.0, forcing="none")
-    fac = lambda g, d: make_closure("smag", g, d, delta=s.delta, cs=cs)  # noqa: E731
+    fac = lambda g: make_closure("smag", g, delta=s.delta, cs=cs)  # noqa: E731
     grid, eq, _, term = build_les(s, backend(n), fac)
     w = random_field(grid, kp=5, energy=1.0, seed=7)
-    w = w * grid.np["dealias"]  # a field the LES can hold
+    w = w * grid.np["nyquist_free"]  # a field the LES can hold (every mode below Nyquist)
     psi, omega = (np.asarray(a) for a in term.fields(w))
     nu_e = (cs * s.delta) ** 2 * strain_rate(psi, L)
     px, py = gradient(psi, L)
@@ -109,10 +112,10 @@ def test_smagorinsky_removes_energy_at_the_eddy_viscosity_rate():
 
 def test_smagorinsky_les_energy_decays_at_predicted_rate():
     """Inviscid, unforced LES with Smagorinsky only: the measured dE/dt over two short steps equals
-    −<ν_e ∇ψ·∇ω> (the Jacobian conserves E exactly on the dealiased modes)."""
+    −<ν_e ∇ψ·∇ω> (the exact LES Jacobian conserves E)."""
     n, dt = 32, 2e-4
     s = setup(n=n, re=math.inf, mu=0.0, forcing="none", stepper="rk3cn", dt=dt)
-    fac = lambda g, d: make_closure("smag", g, d, delta=s.delta, cs=0.3)  # noqa: E731
+    fac = lambda g: make_closure("smag", g, delta=s.delta, cs=0.3)  # noqa: E731
     grid, eq, stepper, term = build_les(s, backend(n), fac)
     w0 = random_field(grid, kp=5, energy=1.0, seed=11)
     tr = run_ensemble(grid, eq, stepper, w0[None], 2, [0, 1, 2], series_every=1, term=term)
@@ -150,8 +153,8 @@ def test_cnn_term_scaling_matches_training():
     torch.manual_seed(0)
     model = ClosureCNN(3, 4, 3)
     grid = Grid(n, L, backend=backend(n))
-    w = random_field(grid, kp=4, energy=3.0, seed=2, members=3) * grid.np["dealias"]
-    term = make_closure("cnn", grid, "2/3", model=model, norm=NORM)
+    w = random_field(grid, kp=4, energy=3.0, seed=2, members=3) * grid.np["nyquist_free"]
+    term = make_closure("cnn", grid, model=model, norm=NORM)
     assert isinstance(term, CNNClosure)
     psi, omega = (np.asarray(a) for a in term.fields(w))
     train = to_tensors({"psi": psi, "omega": omega, "pi": np.zeros_like(psi)}, NORM, np.zeros((3, 2), int), L, 1.0)
@@ -198,7 +201,7 @@ def test_cnn_closure_runs_stably_for_ci_duration_and_equals_its_linear_operator(
     h = L / n
     steps = int(round(cfg.les.duration / s.dt))
     model = laplacian_cnn(nu_c, h, NORM)
-    fac = lambda g, d: make_closure("cnn", g, d, model=model, norm=NORM)  # noqa: E731
+    fac = lambda g: make_closure("cnn", g, model=model, norm=NORM)  # noqa: E731
     grid, eq, stepper, term = build_les(s, backend(n), fac)
     w0 = random_field(grid, kp=4, energy=2.0, seed=5, members=2)
     tr = run_ensemble(grid, eq, stepper, w0, steps, [0, steps], series_every=1, term=term)
@@ -206,7 +209,7 @@ def test_cnn_closure_runs_stably_for_ci_duration_and_equals_its_linear_operator(
 
     kx, ky = grid.np["kx"], grid.np["ky"]
     symbol = -nu_c * 4 / h ** 2 * (np.sin(kx * h / 2) ** 2 + np.sin(ky * h / 2) ** 2)
-    lin = lambda g, d: (lambda w, t: w * symbol * term.mask)  # noqa: E731
+    lin = lambda g: (lambda w, t: w * symbol * term.mask)  # noqa: E731
     grid2, eq2, st2, _ = build_les(s, backend(n), lin)
     ref = run_ensemble(grid2, eq2, st2, w0, steps, [0, steps], series_every=1)
     scale = np.abs(ref.omega[:, -1]).max()
@@ -298,8 +301,8 @@ def test_torch_backend_gives_the_numpy_backend_les():
     s = setup(n=n, dt=0.01, filter="gaussian")
     torch.manual_seed(1)
     model = laplacian_cnn(0.05, L / n, NORM)
-    factories = {"smag": lambda g, d: make_closure("smag", g, d, delta=s.delta),
-                 "cnn": lambda g, d: make_closure("cnn", g, d, model=model, norm=NORM)}
+    factories = {"smag": lambda g: make_closure("smag", g, delta=s.delta),
+                 "cnn": lambda g: make_closure("cnn", g, model=model, norm=NORM)}
     for name, fac in factories.items():
         out = []
         for be in (backend(n), make_backend(n, backend="torch", device="cpu")):

@@ -63,17 +63,18 @@ def test_les_cli_end_to_end(run_dir, capsys):
     assert ds.sizes["member"] == cfg.les.members
     assert np.isnan(ds["blowup_time"].values).all()  # every closure stable for the ci duration
     assert np.isfinite(ds["omega"].values).all()
-    # the LES starts from the FDNS test member's first snapshot, on the modes the LES keeps
-    # (2/3 rule, k = 0 removed)
+    # the LES starts from the FDNS test member's first snapshot, on the modes the LES evolves
+    # (every mode below Nyquist, k = 0 removed)
     from solver import Grid
     from suite.fdns import open_fdns
     f = open_fdns(run_dir / "fdns" / "base.zarr")
     w0 = f["omega"].isel(member=3, time=0).values
     g = Grid(16, L)
-    kept = np.fft.irfft2(np.fft.rfft2(w0) * g.np["dealias"] * (g.np["k2"] > 0), s=w0.shape)
+    kept = np.fft.irfft2(np.fft.rfft2(w0) * g.np["nyquist_free"] * (g.np["k2"] > 0), s=w0.shape)
     np.testing.assert_allclose(ds["omega"].sel(closure="none").isel(member=0, time=0).values, kept,
                                atol=1e-10 * np.abs(w0).max())
     assert '"stage": "les"' in ds.attrs["provenance"] and "dt_rule" in ds.attrs["setup"]
+    assert ds.attrs["schema_version"] == 2 and ds.attrs["les_jacobian"].startswith("exact")
 
     df = pd.read_csv(run_dir / "les" / "base_metrics.csv")
     assert list(df["closure"]) == labels

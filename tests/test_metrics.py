@@ -67,3 +67,15 @@ def test_spectrum_single_modes_and_parseval():
     assert e.sum() <= (f ** 2).mean() + 1e-12
     full = spectrum(f, L)[1].sum()
     assert full > 0.7 * (f ** 2).mean()
+
+
+def test_variance_fraction_above_the_two_thirds_cut():
+    """Two Fourier modes of known amplitude: one inside max(|kx|, |ky|) <= k_c, one outside."""
+    from suite.metrics import variance_fraction_above
+    n = 32
+    x = np.arange(n) * 2 * np.pi / n
+    X, Y = np.meshgrid(x, x)
+    low, high = 2.0 * np.cos(3 * X + Y), 1.0 * np.sin(4 * X + 12 * Y)  # variances 2 and 0.5
+    assert variance_fraction_above(low + high + 7.0, (n - 1) // 3) == pytest.approx(0.5 / 2.5, rel=1e-12)
+    assert variance_fraction_above(low, 10) == pytest.approx(0.0, abs=1e-20)
+    assert variance_fraction_above(np.stack([high, high]), 10) == pytest.approx(1.0, rel=1e-12)

@@ -190,9 +190,16 @@ def test_foreign_store(run, capsys):
 
 
 def test_store_of_another_schema_version(run, capsys):
-    _zarr_attrs(run / "fdns" / "base.zarr", schema_version=2)
+    _zarr_attrs(run / "fdns" / "base.zarr", schema_version=99)
     _check(["train", "--preset", "ci", "--run-dir", run, "--force"],
-           ["base.zarr", "schema_version = 2", "schema_version 1", "--force"], capsys, run, snapshot(run))
+           ["base.zarr", "schema_version = 99", "schema_version 2", "turbtl dns --force"], capsys, run, snapshot(run))
+
+
+def test_store_of_the_old_pi_definition(run, capsys):
+    """A schema-1 store (Π with the 2/3-truncated LES Jacobian) is refused in one line."""
+    _zarr_attrs(run / "fdns" / "base.zarr", schema_version=1, les_jacobian=None)
+    _check(["train", "--preset", "ci", "--run-dir", run, "--force"],
+           ["base.zarr", "schema_version = 1", "2/3-truncated", "turbtl dns --force"], capsys, run, snapshot(run))
 
 
 def test_store_without_data_variables(run, capsys):

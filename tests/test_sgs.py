@@ -120,3 +120,123 @@ def test_slab_decomposed_sampler_matches_serial(comm):
     for k in ("psi", "omega", "pi"):
         scale = np.max(np.abs(want[k]))
         assert np.max(np.abs(got[k] - want[k])) < 1e-12 * scale
+
+
+# --------------------------------------------------------------------------------------------
+# Π with the exact LES Jacobian: broadband fields up to the LES Nyquist band (docs/science.md §3)
+
+
+def _exact_jacobian_hat(w_hat, n, m):
+    """Ĵ(ψ, ω) of the n² field ``w_hat`` (rfft2 layout, zero Nyquist) computed on an m² grid
+    (m >= 2n: no aliasing for a quadratic product) with plain complex numpy FFTs, then cut back to
+    the n² layout (every mode |kx|, |ky| < n/2; Nyquist row and column zero)."""
+    full = np.zeros((n, n), complex)
+    full[:, : n // 2 + 1] = w_hat
+    # complete the Hermitian half: f̂(-k) = conj f̂(k)
+    kxn = np.arange(1, n // 2)
+    full[:, n - kxn] = np.conj(w_hat[(-np.arange(n)) % n][:, kxn])
+    idx = np.fft.fftfreq(n, 1 / n).astype(int)
+    keep = (np.abs(idx)[:, None] < n // 2) & (np.abs(idx)[None, :] < n // 2)
+    k = idx * 1.0
+    kx, ky = k[None, :], k[:, None]
+    k2 = kx ** 2 + ky ** 2
+    psi = np.divide(full, k2, out=np.zeros_like(full), where=k2 > 0) * keep
+    sel = np.ix_(idx % m, idx % m)
+
+    def up(f_hat):
+        big = np.zeros((m, m), complex)
+        big[sel] = f_hat * keep
+        return np.real(np.fft.ifft2(big)) * (m / n) ** 2
+    j = up(1j * ky * psi) * up(1j * kx * full) - up(1j * kx * psi) * up(1j * ky * full)
+    j_hat = np.fft.fft2(j)[sel] * (n / m) ** 2 * keep
+    return j_hat[:, : n // 2 + 1]
+
+
+def _broadband_omega_hat(n, kmax, seed=0):
+    """A random field with every mode max(|kx|, |ky|) <= kmax (square band), zero mean."""
+    rng = np.random.default_rng(seed)
+    w = np.fft.rfft2(rng.standard_normal((n, n)))
+    kx = np.arange(n // 2 + 1)[None, :]
+    ky = np.fft.fftfreq(n, 1.0 / n)[:, None]
+    w[(np.abs(kx) > kmax) | (np.abs(ky) > kmax)] = 0
+    w[0, 0] = 0
+    return np.fft.rfft2(np.fft.irfft2(w, s=(n, n)))
+
+
+@pytest.mark.parametrize("dealias", ["2/3", "3/2"])
+def test_pi_equals_the_exact_product_of_the_les_fields_up_to_the_les_nyquist_band(dealias):
+    """Π = J(ψ̄, ω̄) − bar(J(ψ, ω)) with J(ψ̄, ω̄) the exact product of the LES fields: the
+    reference forms both Jacobians on grids 4× finer than their own (plain complex FFTs), for a
+    DNS field whose filtered LES fields fill the LES band up to Nyquist. A 2/3-truncated LES
+    Jacobian differs from it in every mode with (n_les−1)/3 < max(|kx|, |ky|) < n_les/2."""
+    n_dns, n_les = 96, 24
+    s = _sampler(n_dns, n_les, "gaussian", dealias=dealias)
+    w_hat = _broadband_omega_hat(n_dns, 31, seed=5)  # inside the DNS's 2/3 box: J(ψ, ω) is that rule's
+    out = s(w_hat)
+    # bar(J(ψ, ω)): the DNS Jacobian, exact then cut to what the DNS's rule keeps
+    j_dns = _exact_jacobian_hat(w_hat, n_dns, 4 * n_dns)
+    kxd = np.arange(n_dns // 2 + 1)[None, :]
+    kyd = np.abs(np.fft.fftfreq(n_dns, 1 / n_dns))[:, None]
+    if dealias == "2/3":
+        j_dns = j_dns * ((kxd <= (n_dns - 1) // 3) & (kyd <= (n_dns - 1) // 3))
+    cg = s.cg
+    kx, ky = np.arange(n_les // 2 + 1)[None, :] * 1.0, np.fft.fftfreq(n_les, 1 / n_les)[:, None]
+    G = s.filter.transfer(kx, ky)
+    j_bar = cg(j_dns) * G
+    w_bar = cg(w_hat) * G
+    assert np.abs(w_bar[:, n_les // 2 - 1]).max() > 1e-3 * np.abs(w_bar).max()  # content up to Nyquist
+    j_of_bar = _exact_jacobian_hat(w_bar, n_les, 4 * n_les)
+    want = np.fft.irfft2(j_of_bar - j_bar, s=(n_les, n_les))
+    scale = np.abs(want).max()
+    assert np.abs(out["pi"] - want).max() < 1e-10 * scale
+    # the Nyquist row and column of ψ̄, ω̄ and Π are zero
+    for name in ("psi", "omega", "pi"):
+        f_hat = np.fft.rfft2(out[name])
+        assert np.abs(f_hat[n_les // 2, :]).max() < 1e-12 * np.abs(f_hat).max()
+        assert np.abs(f_hat[:, n_les // 2]).max() < 1e-12 * np.abs(f_hat).max()
+    # and the band above the old 2/3 cut carries a real share of Π's variance (the test can see it)
+    p_hat = np.fft.rfft2(out["pi"])
+    kc = (n_les - 1) // 3
+    high = (np.abs(kx) > kc) | (np.abs(ky) > kc)
+    assert np.sum(np.abs(p_hat[high]) ** 2) > 0.05 * np.sum(np.abs(p_hat) ** 2)
+
+
+@pytest.mark.parametrize("dealias", ["2/3", "3/2", "none"])
+@pytest.mark.parametrize("stepper_beta", [0.0, 7.0])
+def test_les_rhs_plus_true_pi_equals_the_filtered_dns_rhs(dealias, stepper_beta):
+    """The whole LES, as ``turbtl les`` builds it (suite.les.build_les with a closure term of
+    suite.online), driven by the true Π of the sampler on a filtered DNS state, has the right-hand
+    side of the filtered and truncated DNS in every LES mode but Nyquist (forcing filtered the
+    same way), to 1e-10 relative, whatever the DNS's own dealiasing rule."""
+    from solver import make_forcing
+    from suite.les import LESSetup, build_les
+    from suite.online import ClosureTerm
+
+    n_dns, n_les = 96, 24
+    params = Parameters(re=500.0, mu=0.1, beta=stepper_beta)
+    g = Grid(n_dns, backend=make_backend(n_dns, threads=1))
+    eq = Equation(g, params, forcing=make_forcing(g, "cos-xy", kf=4), dealias=dealias)
+    filt = make_filter("gaussian", default_width(L, n_les))
+    sampler = FDNSSampler(eq, n_les, filt)
+    w_hat = _broadband_omega_hat(n_dns, 31, seed=9) * 30
+    true = sampler(w_hat)
+
+    class TruePi(ClosureTerm):
+        name = "true"
+
+        def pi(self, omega_hat):
+            return true["pi"]
+
+    setup = LESSetup(n=n_les, L=L, re=params.re, mu=params.mu, beta=params.beta, hyperviscosity=0.0,
+                     hyper_order=2, forcing="cos-xy", kf=4.0, dt=1e-3, stepper="ab2cn", filter="gaussian",
+                     delta=filt.width, sample_interval=1e-3)
+    grid, les_eq, _, _ = build_les(setup, make_backend(n_les, threads=1), TruePi)
+    w_bar_hat = np.fft.rfft2(true["omega"])
+    lhs = np.asarray(les_eq.rhs(w_bar_hat, 0.0))
+    kx, ky = grid.np["kx"], grid.np["ky"]
+    want = sampler.cg(np.asarray(eq.rhs(w_hat, 0.0))) * filt.transfer(kx, ky)
+    below = grid.np["nyquist_free"] > 0
+    scale = np.abs(want[below]).max()
+    assert np.abs(lhs - want)[below].max() < 1e-10 * scale
+    # the modes above the old 2/3 cut carry a real part of the tendency
+    assert np.abs(want * (1 - grid.np["dealias"]) * below).max() > 0.05 * scale
