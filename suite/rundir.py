@@ -142,9 +142,9 @@ def run_lock(run_dir: str | Path, command: str, comm=None, shared: bool = False,
     if err:
         raise RunLocked(err, field="run-dir")
     try:
-        if rank == 0:
-            claim_run_dir(run_dir, cfg)
         yield
+        if rank == 0:  # a stage that finished (not one that stopped on bad input) claims the folder
+            claim_run_dir(run_dir, cfg)
     finally:
         if fd is not None:
             if not shared:
