@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import numpy  # noqa: F401 - imported once in asv's forkserver, so that every forked benchmark
 import torch  # noqa: F401   process starts with them loaded (one process per benchmark and parameter)
@@ -76,8 +77,10 @@ def run(cmd: list[str], timeout: float = 300, threads: int = 1) -> str:
 
 
 def mpi_bench(ranks: int, args: list[str], timeout: float = 300) -> dict:
-    """``mpiexec -n ranks python -m solver.parallel --bench ...``: the ``key=value`` line of rank 0."""
-    out = run([executable("mpiexec"), "-n", str(ranks), sys.executable, "-m", "solver.parallel", *args],
+    """``mpiexec -n ranks python bench/solver_harness.py --bench ...``: the ``key=value`` line of rank 0."""
+    harness = str(Path(__file__).with_name("solver_harness.py"))
+    # -P: not the script's folder first on sys.path (bench/solver.py would shadow the solver package)
+    out = run([executable("mpiexec"), "-n", str(ranks), sys.executable, "-P", harness, *args],
               timeout=timeout)
     line = [ln for ln in out.splitlines() if "=" in ln][-1]
     res = {}

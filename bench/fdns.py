@@ -50,7 +50,7 @@ class SampleVsFloor:
     timeout = 300
 
     def setup_cache(self):
-        sim = require("solver.simulation", "measure_step_vs_floor")
+        sim = require(f"{__package__}.solver_harness", "measure_step_vs_floor")
         out = {}
         for n in SIZES:
             sgs, sampler, omega_hat = _sampler(n)

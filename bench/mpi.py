@@ -1,6 +1,6 @@
 """MPI: strong scaling of one DNS member 1 -> 2 ranks (slab decomposition) and ensemble throughput
 (2 members on 2 ranks, one per rank), each run by ``mpiexec`` in a subprocess with one thread per
-rank (``python -m solver.parallel --bench N STEPS --solver``, best of its repeats)."""
+rank (``python bench/solver_harness.py --bench N STEPS --solver``, best of its repeats)."""
 from __future__ import annotations
 
 from .common import mpi_bench, require
@@ -16,7 +16,7 @@ class Scaling:
     timeout = 600
 
     def setup_cache(self):
-        require("solver.ensemble", "bench_steps")
+        require("solver.ensemble", "EnsembleRun")
         args = ["--bench", str(N), str(STEPS), "--solver", "--repeats", str(REPEATS)]
         one = mpi_bench(1, args)
         slab = mpi_bench(2, args)

@@ -1,6 +1,6 @@
 """DNS solver: ms/step, Mpoints*steps/s and the ratio to the FFT floor; peak memory of a step.
 
-The case is the solver's own benchmark case (``solver.simulation.measure_step_vs_floor``): forced
+The case is the solver's own benchmark case (``bench/solver_harness.py: measure_step_vs_floor``): forced
 turbulence at Re 2e4, kf 4, AB2-CN, 2/3 rule, dt 1e-4, from a random-phase field. The floor is
 the time of the 5 real 2D FFTs one step needs, with the same backend object, interleaved with the
 steps in the same process (so load from other processes hits both alike).
@@ -26,7 +26,7 @@ def _check(backend: str, device: str) -> None:
 def dns_case(n: int, backend: str = "numpy", dtype: str = "float64", device: str = "cpu"):
     """(backend, stepper, state) of the benchmark case, built from the solver's public pieces."""
     from solver.equation import Equation, Parameters
-    from solver.fft import make_backend
+    from solver.backends import make_backend
     from solver.forcing import make_forcing
     from solver.grid import Grid
     from solver.initial import random_field
@@ -74,7 +74,7 @@ class StepVsFloor:
     timeout = 900
 
     def setup_cache(self):
-        sim = require("solver.simulation", "measure_step_vs_floor")
+        sim = require(f"{__package__}.solver_harness", "measure_step_vs_floor")
         from .common import cuda_available
         out = {}
         for device in DEVICES:

@@ -11,17 +11,17 @@ Ten lines from a notebook::
     sim.run(t_end=2.0, callbacks=[(100, lambda s: print(s.t, s.energy(), s.enstrophy()))])
     k, Ek = diagnostics.energy_spectrum(g, sim.omega_hat)
 
-Pieces: :mod:`solver.fft` (backends: numpy/pyFFTW, torch CPU/CUDA, MPI slabs via
+Pieces: :mod:`solver.backends` (FFT backends: numpy/pyFFTW, torch CPU/CUDA, MPI slabs via
 ``make_backend(comm=...)``), :mod:`solver.grid`, :mod:`solver.equation`, :mod:`solver.forcing`,
 :mod:`solver.stepping`, :mod:`solver.initial`, :mod:`solver.diagnostics`, :mod:`solver.simulation`.
 """
 from .equation import Equation, Parameters
-from .fft import FFTBackend, make_backend
+from .backends import FFTBackend, make_backend
 from .forcing import make_forcing
 from .grid import Grid
 from .initial import from_physical, random_field
-from .simulation import Simulation, measure_step_vs_floor
+from .simulation import Simulation
 from .stepping import State, make_stepper
 
 __all__ = ["Equation", "Parameters", "FFTBackend", "make_backend", "make_forcing", "Grid",
-           "from_physical", "random_field", "Simulation", "measure_step_vs_floor", "State", "make_stepper"]
+           "from_physical", "random_field", "Simulation", "State", "make_stepper"]

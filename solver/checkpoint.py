@@ -13,7 +13,7 @@ checkpointed on 4 ranks restarts on 2 (or 1) ranks, in slab or ensemble mode:
 
 Files are written atomically (temporary file in the same folder, fsync, ``os.replace``), so a
 killed writer leaves either the previous checkpoint or the new one, never half a file. A missing,
-truncated, foreign or tampered file raises :class:`suite.errors.DataError` naming the path and what
+truncated, foreign or tampered file raises :class:`solver.errors.CheckpointError` naming the path and what
 to do.
 
     >>> write_checkpoint("ck/member-00000.npz", {"omega_hat": w}, {"step": 10, "time": 0.1})
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from suite.errors import DataError
+from .errors import CheckpointError
 
 FORMAT = "turbtl-checkpoint"
 VERSION = 1
@@ -117,41 +117,41 @@ class _suppress:
 
 def read_checkpoint(path) -> tuple[dict, dict]:
     """``(arrays, meta)`` of a checkpoint written by :func:`write_checkpoint`, after checking its
-    format, version and checksum. Raises DataError naming the path and what to do otherwise."""
+    format, version and checksum. Raises CheckpointError naming the path and what to do otherwise."""
     path = Path(path)
     advice = ("restart from an older checkpoint folder, or delete this checkpoint to start the "
               "member from its initial condition")
     if not path.is_file():
-        raise DataError(f"checkpoint {path} does not exist: check the run folder, or start without "
-                        "--restart", field="checkpoint")
+        raise CheckpointError(f"checkpoint {path} does not exist: check the run folder, or start without "
+                        "--restart", name="checkpoint")
     try:
         with open(path, "rb") as f:
             raw = f.read()
         with np.load(io.BytesIO(raw), allow_pickle=False) as z:
             names = list(z.files)
             if _META_KEY not in names or _SUM_KEY not in names:
-                raise DataError(f"{path} is not a turbtl checkpoint (no metadata/checksum): {advice}",
-                                field="checkpoint")
+                raise CheckpointError(f"{path} is not a turbtl checkpoint (no metadata/checksum): {advice}",
+                                name="checkpoint")
             meta = json.loads(z[_META_KEY].tobytes().decode())
             stored = str(z[_SUM_KEY])
             arrays = {k: z[k] for k in names if k not in (_META_KEY, _SUM_KEY)}
-    except DataError:
+    except CheckpointError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, UnicodeDecodeError) as e:
-        raise DataError(f"checkpoint {path} is truncated or corrupt ({type(e).__name__}: {e}): {advice}",
-                        field="checkpoint") from None
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({type(e).__name__}: {e}): {advice}",
+                        name="checkpoint") from None
     if meta.get("format") != FORMAT:
-        raise DataError(f"{path} is not a turbtl checkpoint (format {meta.get('format')!r}): {advice}",
-                        field="checkpoint")
+        raise CheckpointError(f"{path} is not a turbtl checkpoint (format {meta.get('format')!r}): {advice}",
+                        name="checkpoint")
     if meta.get("version") != VERSION:
-        raise DataError(f"checkpoint {path} has version {meta.get('version')!r}, this code reads version "
+        raise CheckpointError(f"checkpoint {path} has version {meta.get('version')!r}, this code reads version "
                         f"{VERSION}: restart with the code version that wrote it, or start afresh",
-                        field="checkpoint")
+                        name="checkpoint")
     actual = checksum(arrays, meta)
     if actual != stored:
-        raise DataError(f"checkpoint {path} fails its sha256 check (stored {stored[:12]}…, "
+        raise CheckpointError(f"checkpoint {path} fails its sha256 check (stored {stored[:12]}…, "
                         f"computed {actual[:12]}…): the file was modified or damaged; {advice}",
-                        field="checkpoint")
+                        name="checkpoint")
     return arrays, meta
 
 
@@ -183,23 +183,23 @@ def _read_members(directory, backend, members):
     for m in members:
         arrays, meta = read_checkpoint(member_path(directory, m))
         if meta.get("member") != m or meta.get("n") != backend.n:
-            raise DataError(f"{member_path(directory, m)} holds member {meta.get('member')} on an "
+            raise CheckpointError(f"{member_path(directory, m)} holds member {meta.get('member')} on an "
                             f"n = {meta.get('n')} grid; this run needs member {m} on n = {backend.n}: "
-                            "use the checkpoint folder of this run", field="checkpoint")
+                            "use the checkpoint folder of this run", name="checkpoint")
         read.append((arrays, meta))
     names = sorted(read[0][0])
     for (arrays, meta), m in zip(read, members):
         if sorted(arrays) != names:
-            raise DataError(f"{member_path(directory, m)} holds {', '.join(sorted(arrays))}, member "
+            raise CheckpointError(f"{member_path(directory, m)} holds {', '.join(sorted(arrays))}, member "
                             f"{members[0]} holds {', '.join(names)}: the checkpoints come from "
-                            "different runs or steppers", field="checkpoint")
+                            "different runs or steppers", name="checkpoint")
     return read, names
 
 
 def load_members(directory, backend, members) -> tuple[dict, list[dict]]:
     """Collective inverse of :func:`save_members`: ``(arrays, metas)`` with every array batched
     over ``members`` (spectral ``*_hat`` arrays as this rank's local blocks) on every rank of the
-    group, and the per-member metas. A missing or bad file raises DataError on *every* rank of
+    group, and the per-member metas. A missing or bad file raises CheckpointError on *every* rank of
     the group (read on the root, the verdict broadcast)."""
     members = list(members)
     comm = backend.comm if backend.comm is not None and backend.comm.Get_size() > 1 else None
@@ -207,7 +207,7 @@ def load_members(directory, backend, members) -> tuple[dict, list[dict]]:
     if backend.is_root:
         try:
             read, names = _read_members(directory, backend, members)
-        except DataError as e:
+        except CheckpointError as e:
             error = e
     if comm is not None:
         error, names = comm.bcast((error, names), root=0)
@@ -228,7 +228,7 @@ def load_members(directory, backend, members) -> tuple[dict, list[dict]]:
 
 def latest_step(directory, members) -> int | None:
     """The step every member's checkpoint in ``directory`` has reached (the smallest), or None
-    when some member has none. A damaged file raises DataError (as :func:`read_checkpoint`)."""
+    when some member has none. A damaged file raises CheckpointError (as :func:`read_checkpoint`)."""
     steps = []
     for m in members:
         p = member_path(directory, m)

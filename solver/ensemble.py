@@ -7,7 +7,7 @@ and stochastic forcing seeded per *global* member (so nothing depends on the ran
 
 - :meth:`EnsembleRun.check`: every ``check_every`` steps, one world-wide agreement
   (:func:`solver.parallel.agree_or_raise`) on NaN/inf and the CFL number: a blow-up in any member
-  raises :class:`suite.errors.SimulationBlowUp` on *every* rank with the member, step, time and
+  raises :class:`solver.errors.SimulationBlowUp` on *every* rank with the member, step, time and
   the last good checkpoint, so no rank is left waiting in a collective;
 - :meth:`EnsembleRun.save` / :meth:`EnsembleRun.restore`: one checkpoint file per member in the
   serial layout (:mod:`solver.checkpoint`), written after a passed health check; a run restarts
@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from suite.errors import DataError, SimulationBlowUp
+from .errors import CheckpointError, SimulationBlowUp
 
 from . import checkpoint as ck
 from . import diagnostics
 from .equation import Equation, Parameters
-from .fft import make_backend
+from .backends import make_backend
 from .forcing import make_forcing
 from .grid import Grid
 from .initial import random_field
@@ -135,7 +135,7 @@ class EnsembleRun:
                 c = np.atleast_1d(diagnostics.cfl(self.grid, st.omega_hat, self.stepper.dt))
                 worst = int(np.argmax(c))
                 if not c[worst] <= self.cfl_max:
-                    problem = (f"simulation blew up: CFL = {c[worst]:.3g} > dns.cfl_max = {self.cfl_max:g} "
+                    problem = (f"simulation blew up: CFL = {c[worst]:.3g} > cfl_max = {self.cfl_max:g} "
                                f"in member {self.members[worst]} at step {st.step}, t = {st.t:.6g} "
                                f"(dt = {self.stepper.dt:g})")
             if problem:
@@ -144,9 +144,9 @@ class EnsembleRun:
 
     def _last_good(self) -> str:
         if self.last_checkpoint is None:
-            return "no checkpoint written yet: restart from the beginning with a smaller dns.dt"
+            return "no checkpoint written yet: restart from the beginning with a smaller dt"
         path, step = self.last_checkpoint
-        return (f"last good checkpoint: {path} (step {step}); restart from it with a smaller dns.dt")
+        return (f"last good checkpoint: {path} (step {step}); restart from it with a smaller dt")
 
     # -- stepping -----------------------------------------------------------------------------
     def advance(self, steps: int, checkpoint_every: int = 0, progress: bool = False) -> "EnsembleRun":
@@ -194,7 +194,7 @@ class EnsembleRun:
     def restore(self, directory=None) -> bool:
         """Continue from the checkpoints in ``directory`` (default: ``checkpoint_dir``) if every
         member has one; returns False (nothing changed) when none exist. A damaged or foreign file
-        raises DataError on every rank. Collective over the world."""
+        raises CheckpointError on every rank. Collective over the world."""
         directory = Path(directory or self.checkpoint_dir)
         present = [m for m in range(self.decomp.n_members) if ck.member_path(directory, m).is_file()]
         if self.world is not None:
@@ -203,19 +203,19 @@ class EnsembleRun:
             return False
         if len(present) < self.decomp.n_members:
             missing = sorted(set(range(self.decomp.n_members)) - set(present))
-            raise collective(DataError(f"checkpoint folder {directory} is incomplete: no file for member(s) "
+            raise collective(CheckpointError(f"checkpoint folder {directory} is incomplete: no file for member(s) "
                             f"{', '.join(map(str, missing[:10]))}: restore the missing files, or delete the "
-                            "folder to start the run afresh", field="checkpoint"))
+                            "folder to start the run afresh", name="checkpoint"))
         error = None
         if not self.decomp.idle:
             try:
                 arrays, metas = ck.load_members(directory, self.backend, self.members)
                 steps = {(m["step"], m["t"]) for m in metas}
                 if len(steps) != 1:
-                    raise DataError(f"checkpoints in {directory} are at different steps {sorted(steps)}: "
-                                       "restart from a complete checkpoint folder", field="checkpoint")
+                    raise CheckpointError(f"checkpoints in {directory} are at different steps {sorted(steps)}: "
+                                       "restart from a complete checkpoint folder", name="checkpoint")
                 self.state = self.stepper.restore(arrays, metas[0])
-            except DataError as e:
+            except CheckpointError as e:
                 error = e
         if self.world is not None:
             errors = [e for e in self.world.allgather(error) if e is not None]
@@ -231,36 +231,3 @@ def _system_dict(system) -> dict:
     if hasattr(system, "to_dict"):
         return system.to_dict()
     return {k: v for k, v in vars(system).items() if not k.startswith("_")}
-
-
-def bench_steps(n: int, steps: int, comm=None, *, members: int = 1, ranks_per_member: int | None = None,
-                repeats: int = 3, backend: str = "numpy", dtype: str = "float64", device: str = "cpu",
-                threads: int = 1) -> dict:
-    """Time ``steps`` AB2-CN steps of a forced-turbulence ensemble (Re 2e4, kf 4, 2/3 rule) on
-    ``comm`` (best of ``repeats``; no health checks or checkpoints inside the timed loop).
-
-    Returns seconds per step and members*steps/s, Mpoints*steps/s for the whole ensemble."""
-    import time
-    from types import SimpleNamespace
-    size = 1 if comm is None else comm.Get_size()
-    rpm = size if ranks_per_member is None else ranks_per_member
-    system = SimpleNamespace(re=2e4, mu=0.1, beta=0.0, hyperviscosity=0.0, hyper_order=2, forcing="cos-xy",
-                             kf=4.0, eps=0.0, kp=10.0, init_energy=0.5, init="random")
-    run = EnsembleRun(comm, n=n, members=members, system=system, dt=1e-4, ranks_per_member=rpm,
-                      backend=backend, dtype=dtype, device=device, threads=threads, check_every=10**9)
-    run.start().advance(2)
-    best = math.inf
-    for _ in range(repeats):
-        if comm is not None:
-            comm.Barrier()
-        t0 = time.perf_counter()
-        run.advance(steps)
-        if run.backend is not None:
-            run.backend.synchronize()
-        if comm is not None:
-            comm.Barrier()
-        best = min(best, time.perf_counter() - t0)
-    per = best / steps
-    return {"n": n, "ranks": size, "ranks_per_member": rpm, "members": members, "s_per_step": per,
-            "members_steps_per_s": members / per, "mpoints_steps_per_s": members * n * n / per / 1e6,
-            "backend": "idle" if run.backend is None else run.backend.describe()}

@@ -1,4 +1,4 @@
-"""The vorticity equation of forced 2D turbulence in Fourier space (REFERENCE.md §1).
+"""The vorticity equation of forced 2D turbulence in Fourier space (docs/science.md §1).
 
     ∂ω/∂t + J(ψ, ω) = ν ∇²ω − μ ω − β v + (−1)^(p+1) ν_p ∇^(2p) ω + F + E(ω, t),   ∇²ψ = −ω
 
@@ -22,8 +22,9 @@ from typing import Callable
 
 import numpy as np
 
-from suite.errors import ConfigError
+from .errors import ParameterError
 
+from .backends import make_backend
 from .grid import DEALIAS_RULES, Grid
 from .kernels import choose as choose_kernels
 from .workers import ARRAY_PIECE_BYTES, PIECE_BYTES, BlockRunner
@@ -45,7 +46,7 @@ class Parameters:
 
     def __post_init__(self):
         def bad(name, value, accepted):
-            raise ConfigError(f"{name} = {value!r}: must be {accepted}", field=name)
+            raise ParameterError(f"{name} = {value!r}: must be {accepted}", name=name)
         if not isinstance(self.re, (int, float)) or not self.re > 0 or math.isnan(self.re):
             bad("re", self.re, "> 0 (math.inf for inviscid)")
         for name in ("mu", "hyperviscosity"):
@@ -84,14 +85,14 @@ class Equation:
     def __init__(self, grid: Grid, params: Parameters, forcing=None, dealias: str = "2/3",
                  jacobian: str = "advective", extra: Callable | None = None):
         if dealias not in DEALIAS_RULES:
-            raise ConfigError(f"dns.dealias = {dealias!r}: must be one of {', '.join(DEALIAS_RULES)}",
-                              field="dns.dealias")
+            raise ParameterError(f"dealias = {dealias!r}: must be one of {', '.join(DEALIAS_RULES)}",
+                              name="dealias")
         if jacobian not in JACOBIANS:
-            raise ConfigError(f"dns.jacobian = {jacobian!r}: must be one of {', '.join(JACOBIANS)}",
-                              field="dns.jacobian")
+            raise ParameterError(f"jacobian = {jacobian!r}: must be one of {', '.join(JACOBIANS)}",
+                              name="jacobian")
         be = grid.backend
         if dealias == "3/2" and be.comm is not None and be.comm.Get_size() > 1:
-            raise NotImplementedError("dns.dealias = '3/2' (zero padding) is serial only; use '2/3' under MPI")
+            raise NotImplementedError("dealias = '3/2' (zero padding) is serial only; use '2/3' under MPI")
         self.grid, self.params, self.forcing = grid, params, forcing
         self.dealias, self.jacobian, self.extra = dealias, jacobian, extra
         self.backend = be
@@ -373,7 +374,6 @@ class Equation:
 
     def _jacobian_padded(self, omega_hat):
         """3/2 zero padding: transforms on an m = 3n/2 grid, product there, truncation back."""
-        from .fft import make_backend
         be, g, n = self.backend, self.grid, self.grid.n
         m = 3 * n // 2
         m += m % 2

@@ -1,4 +1,4 @@
-"""Forcings of the vorticity equation (REFERENCE.md §1).
+"""Forcings of the vorticity equation (docs/science.md §1).
 
 - ``cos-xy``: F = k_f [cos(k_f x) + cos(k_f y)] (the paper's), steady;
 - ``kolmogorov-y``: F = k_f cos(k_f y), steady (Kolmogorov flow);
@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from suite.errors import ConfigError
+from .errors import ParameterError
 
 from .grid import Grid
 
@@ -27,11 +27,11 @@ FORCINGS = ("cos-xy", "kolmogorov-y", "none", "stochastic")
 
 def _check_kf(grid: Grid, kf: float, kind: str) -> None:
     if not (isinstance(kf, (int, float)) and math.isfinite(kf) and kf > 0):
-        raise ConfigError(f"kf = {kf!r}: forcing {kind!r} needs kf > 0", field="kf")
+        raise ParameterError(f"kf = {kf!r}: forcing {kind!r} needs kf > 0", name="kf")
     kmax = grid.kmax_dealias * grid.kscale
     if kf > kmax + 1e-12:
-        raise ConfigError(f"kf = {kf}: beyond the resolved range (must be <= {kmax:g} for n = {grid.n}, "
-                          f"L = {grid.L:g})", field="kf")
+        raise ParameterError(f"kf = {kf}: beyond the resolved range (must be <= {kmax:g} for n = {grid.n}, "
+                          f"L = {grid.L:g})", name="kf")
 
 
 class SteadyForcing:
@@ -65,9 +65,9 @@ class StochasticForcing:
     def __init__(self, grid: Grid, kf: float, eps: float, seed: int = 0, width: float = 1.0,
                  members: int | None = None, member_offset: int = 0):
         if not (math.isfinite(eps) and eps >= 0):
-            raise ConfigError(f"eps = {eps!r}: must be a finite number >= 0", field="eps")
+            raise ParameterError(f"eps = {eps!r}: must be a finite number >= 0", name="eps")
         if not width > 0:
-            raise ConfigError(f"forcing width = {width!r}: must be > 0", field="width")
+            raise ParameterError(f"forcing width = {width!r}: must be > 0", name="width")
         self.grid, self.kind, self.kf, self.eps, self.width, self.seed = grid, "stochastic", kf, eps, width, seed
         self.members = members
         n, be = grid.n, grid.backend
@@ -78,7 +78,7 @@ class StochasticForcing:
         ring = (kk >= kf - width / 2) & (kk < kf + width / 2) & (kk > 0) & ~((kxs == 0) & (kys < 0))
         self.kx_modes, self.ky_modes = kxs[ring], kys[ring]
         if self.kx_modes.size == 0:
-            raise ConfigError(f"kf = {kf}, width = {width}: the forcing ring holds no resolved mode", field="kf")
+            raise ParameterError(f"kf = {kf}, width = {width}: the forcing ring holds no resolved mode", name="kf")
         k2 = (self.kx_modes**2 + self.ky_modes**2) * grid.kscale**2
         # expected energy of one increment: sum over stored entries (kx=0 pairs stored twice, weight 1;
         # others once, weight 2) of weight |f|^2 / k^2 / (2 n^4) with E|f|^2 = a^2
@@ -148,7 +148,7 @@ def make_forcing(grid: Grid, kind: str, kf: float = 4.0, eps: float = 0.0, seed:
     Returns None for ``none``; ``eps``, ``seed``, ``width``, ``members`` and ``member_offset``
     concern the stochastic forcing only."""
     if kind not in FORCINGS:
-        raise ConfigError(f"forcing = {kind!r}: must be one of {', '.join(FORCINGS)}", field="forcing")
+        raise ParameterError(f"forcing = {kind!r}: must be one of {', '.join(FORCINGS)}", name="forcing")
     if kind == "none":
         return None
     _check_kf(grid, kf, kind)
@@ -157,8 +157,8 @@ def make_forcing(grid: Grid, kind: str, kf: float = 4.0, eps: float = 0.0, seed:
                                  member_offset=member_offset)
     periods = kf * grid.L / (2 * math.pi)
     if abs(periods - round(periods)) > 1e-9:
-        raise ConfigError(f"kf = {kf}: k_f L / 2π = {periods:g} must be an integer on a periodic domain "
-                          f"of side L = {grid.L:g}", field="kf")
+        raise ParameterError(f"kf = {kf}: k_f L / 2π = {periods:g} must be an integer on a periodic domain "
+                          f"of side L = {grid.L:g}", name="kf")
     n = grid.n
     x = np.arange(n) * grid.dx
     X, Y = np.meshgrid(x, x)  # (y, x) layout

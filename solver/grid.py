@@ -1,6 +1,6 @@
 """The doubly periodic grid [0, L)² and its wavenumbers, all as *local* arrays of a backend.
 
-Under MPI (``solver.parallel.SlabFFT``) the arrays below are the rank's own block, so every
+Under MPI (:class:`solver.backends.slab.SlabFFT`) the arrays below are the rank's own block, so every
 formula here works unchanged; global sums go through ``backend.allsum``.
 
     >>> from solver.grid import Grid
@@ -13,7 +13,8 @@ import math
 
 import numpy as np
 
-from .fft import FFTBackend, make_backend
+from .backends import FFTBackend, make_backend
+from .errors import ParameterError
 
 DEALIAS_RULES = ("2/3", "3/2", "none")
 
@@ -37,8 +38,7 @@ class Grid:
         if backend.n != n:
             raise ValueError(f"backend is for n = {backend.n}, grid asks for n = {n}")
         if not (isinstance(L, (int, float)) and math.isfinite(L) and L > 0):
-            from suite.errors import ConfigError
-            raise ConfigError(f"grid.L = {L!r}: must be > 0", field="grid.L")
+            raise ParameterError(f"L = {L!r}: must be > 0", name="L")
         self.n, self.L, self.backend = n, float(L), backend
         be = backend
         self.dx = self.L / n
@@ -74,9 +74,8 @@ class Grid:
             return self.dealias
         if rule in ("3/2", "none"):
             return self.nyquist_free
-        from suite.errors import ConfigError
-        raise ConfigError(f"dns.dealias = {rule!r}: must be one of {', '.join(DEALIAS_RULES)}",
-                          field="dns.dealias")
+        raise ParameterError(f"dealias = {rule!r}: must be one of {', '.join(DEALIAS_RULES)}",
+                          name="dealias")
 
     def mesh(self):
         """Physical coordinates (X, Y) as numpy arrays of the local shape."""

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from suite.errors import ConfigError
+from .errors import ParameterError
 
 from .grid import Grid
 
@@ -40,11 +40,11 @@ def random_field(grid: Grid, kp: float = 10.0, energy: float = 0.5, seed: int = 
     total energy ``energy``. ``members``: None for one unbatched field, else the ensemble size
     (member i uses generator child ``member_offset + i`` of ``seed``)."""
     if not (math.isfinite(kp) and kp > 0):
-        raise ConfigError(f"kp = {kp!r}: must be > 0", field="kp")
+        raise ParameterError(f"kp = {kp!r}: must be > 0", name="kp")
     if not (math.isfinite(energy) and energy > 0):
-        raise ConfigError(f"init_energy = {energy!r}: must be > 0", field="init_energy")
+        raise ParameterError(f"init_energy = {energy!r}: must be > 0", name="init_energy")
     if not (isinstance(seed, (int, np.integer)) and 0 <= seed):
-        raise ConfigError(f"seed = {seed!r}: must be an integer >= 0", field="seed")
+        raise ParameterError(f"seed = {seed!r}: must be an integer >= 0", name="seed")
     nm = 1 if members is None else members
     children = np.random.SeedSequence(int(seed)).spawn(member_offset + nm)[member_offset:]
     fields = np.stack([_one_member(grid, kp, energy, np.random.default_rng(c)) for c in children])
@@ -58,6 +58,6 @@ def from_physical(grid: Grid, omega) -> object:
     """ω̂ (backend array, local block) of a given *global* physical vorticity (numpy, (..., n, n))."""
     omega = np.asarray(omega, dtype=float)
     if omega.shape[-2:] != (grid.n, grid.n):
-        raise ConfigError(f"initial field of shape {omega.shape}: expected (..., {grid.n}, {grid.n})",
-                          field="init")
+        raise ParameterError(f"initial field of shape {omega.shape}: expected (..., {grid.n}, {grid.n})",
+                          name="init")
     return grid.backend.asarray(np.fft.rfft2(omega)[..., :, grid.backend.kx_slice], complex=True)

@@ -23,6 +23,8 @@ import os
 
 import numpy as np
 
+from .errors import ParameterError
+
 KERNELS_ENV = "TURBTL_KERNELS"
 
 try:  # pragma: no cover - exercised by whichever is installed
@@ -36,11 +38,10 @@ def numba_version() -> str | None:
 
 
 def _requested() -> str:
-    """``$TURBTL_KERNELS`` ("" when unset); ConfigError unless numba or numpy."""
+    """``$TURBTL_KERNELS`` ("" when unset); ParameterError unless numba or numpy."""
     want = os.environ.get(KERNELS_ENV, "").strip().lower()
     if want not in ("", "numba", "numpy", "array"):
-        from suite.errors import ConfigError
-        raise ConfigError(f"{KERNELS_ENV} = {want!r}: must be numba or numpy", field=KERNELS_ENV)
+        raise ParameterError(f"{KERNELS_ENV} = {want!r}: must be numba or numpy", name=KERNELS_ENV)
     return want
 
 

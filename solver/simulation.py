@@ -8,17 +8,16 @@
 
 Every ``check_every`` steps the loop checks (one global reduction each) that the field is finite
 and that the CFL number is below ``cfl_max``; otherwise it raises
-:class:`suite.errors.SimulationBlowUp` naming the step and the time.
+:class:`solver.errors.SimulationBlowUp` naming the step and the time.
 """
 from __future__ import annotations
 
 import math
-import time
 from typing import Callable, Iterable
 
 import numpy as np
 
-from suite.errors import ConfigError, SimulationBlowUp
+from .errors import ParameterError, SimulationBlowUp
 
 from . import diagnostics
 from .stepping import State, Stepper
@@ -38,9 +37,9 @@ class Simulation:
         if (omega_hat is None) == (state is None):
             raise ValueError("give exactly one of omega_hat and state")
         if not (isinstance(check_every, int) and check_every >= 1):
-            raise ConfigError(f"check_every = {check_every!r}: must be an integer >= 1", field="check_every")
+            raise ParameterError(f"check_every = {check_every!r}: must be an integer >= 1", name="check_every")
         if not cfl_max > 0:
-            raise ConfigError(f"dns.cfl_max = {cfl_max!r}: must be > 0", field="dns.cfl_max")
+            raise ParameterError(f"cfl_max = {cfl_max!r}: must be > 0", name="cfl_max")
         self.equation, self.stepper, self.grid = equation, stepper, equation.grid
         self.state = state if state is not None else stepper.init_state(omega_hat, t=t0)
         self.check_every, self.cfl_max = check_every, cfl_max
@@ -137,72 +136,3 @@ class Simulation:
         self.stepper(self.state)
         if self.state.step % self.check_every == 0:
             self.check()
-
-
-# --------------------------------------------------------------------------------------------
-# performance: time per step against the FFT floor
-
-
-def measure_step_vs_floor(n: int, backend: str = "numpy", dtype: str = "float64", steps: int = 20,
-                          threads: int = 0, repeats: int = 5, device: str = "cpu",
-                          stepper: str = "ab2cn") -> dict:
-    """Time one forced-turbulence step (2/3 rule, advective Jacobian) against the FFT floor.
-
-    The floor is the time of the 5 real 2D FFTs such a step needs (4 inverse, 1 forward), taken
-    with the same backend object (same library, plans and threads). Best of ``repeats`` runs of
-    ``steps`` steps each. Returns ms_per_step, floor_ms, ratio, mpoints_steps_per_s, a
-    description of the backend and the hot-loop kernels, and (for the record) pruned_floor_ms /
-    ratio_to_pruned: the same 5 transforms skipping the columns the 2/3 rule zeroes, as the step
-    itself does them (for the numpy backend they are cheaper than the floor)."""
-    from .equation import Equation, Parameters
-    from .fft import make_backend
-    from .forcing import make_forcing
-    from .grid import Grid
-    from .initial import random_field
-    from .stepping import make_stepper
-
-    be = make_backend(n, backend=backend, dtype=dtype, device=device, threads=threads)
-    g = Grid(n, backend=be)
-    eq = Equation(g, Parameters(re=2e4, mu=0.1), forcing=make_forcing(g, "cos-xy", kf=4))
-    st = make_stepper(stepper, eq, dt=1e-4)
-    state = st.init_state(random_field(g, kp=10, seed=0))
-    # the floor: 4 planned inverse + 1 planned forward transform on their own buffers
-    specs = [be.zeros_spectral() for _ in range(4)]
-    phys = [be.zeros_physical() for _ in range(4)]
-    for sp in specs:
-        sp[...] = state.omega_hat
-    out = be.zeros_spectral()
-    plans = [be.plan_irfft2(sp, ph) for sp, ph in zip(specs, phys)] + [be.plan_rfft2(phys[0], out)]
-    # the same 5 transforms pruned as the step does them (columns kx > kmax skipped), for the record
-    keep = g.kmax_dealias + 1
-    pruned = [be.plan_irfft2(sp, ph, kx_stop=keep) for sp, ph in zip(specs, phys)] + \
-        [be.plan_rfft2(phys[0], out, kx_stop=keep)]
-
-    def floor_step():
-        for p in plans:
-            p()
-
-    def pruned_step():
-        for p in pruned:
-            p()
-
-    def timed(fn):
-        be.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            fn()
-        be.synchronize()
-        return (time.perf_counter() - t0) / steps
-
-    for _ in range(3):
-        st(state)
-        floor_step()
-    # interleaved, so that load from other processes hits both alike; best of each
-    best = floor = floor_pruned = math.inf
-    for _ in range(repeats):
-        best = min(best, timed(lambda: st(state)))
-        floor = min(floor, timed(floor_step))
-        floor_pruned = min(floor_pruned, timed(pruned_step))
-    return {"n": n, "backend": be.describe(), "kernels": eq.ops.name, "ms_per_step": best * 1e3,
-            "floor_ms": floor * 1e3, "ratio": best / floor, "mpoints_steps_per_s": n * n / best / 1e6,
-            "pruned_floor_ms": floor_pruned * 1e3, "ratio_to_pruned": best / floor_pruned}

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from suite.errors import ConfigError
+from .errors import ParameterError
 
 STEPPERS = ("ab2cn", "rk3cn", "etdrk4")
 ORDERS = {"ab2cn": 2, "rk3cn": 2, "etdrk4": 4}  # theoretical order of the coupled scheme
@@ -71,7 +71,7 @@ class Stepper:
 
     def __init__(self, equation, dt: float):
         if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
-            raise ConfigError(f"dns.dt = {dt!r}: must be a finite number > 0", field="dns.dt")
+            raise ParameterError(f"dt = {dt!r}: must be a finite number > 0", name="dt")
         self.equation = equation
         self.backend = equation.backend
         self.xp = self.backend.xp
@@ -114,8 +114,8 @@ class Stepper:
     def restore(self, arrays: dict, scalars: dict) -> State:
         """Rebuild a :class:`State` from :meth:`State.export` output (local blocks)."""
         if scalars.get("stepper", self.name) != self.name:
-            raise ConfigError(f"checkpoint stepper = {scalars['stepper']!r}: this run uses {self.name!r}",
-                              field="dns.stepper")
+            raise ParameterError(f"checkpoint stepper = {scalars['stepper']!r}: this run uses {self.name!r}",
+                              name="stepper")
         be = self.backend
         w = be.zeros_spectral(np.shape(arrays["omega_hat"])[:-2])
         w[...] = be.asarray(arrays["omega_hat"], complex=True)
@@ -308,5 +308,5 @@ def etdrk4(equation, dt: float) -> ETDRK4:
 def make_stepper(name: str, equation, dt: float) -> Stepper:
     """The stepper called ``name`` (ab2cn | rk3cn | etdrk4) for ``equation`` with step ``dt``."""
     if name not in _FACTORIES:
-        raise ConfigError(f"dns.stepper = {name!r}: must be one of {', '.join(STEPPERS)}", field="dns.stepper")
+        raise ParameterError(f"stepper = {name!r}: must be one of {', '.join(STEPPERS)}", name="stepper")
     return _FACTORIES[name](equation, dt)

@@ -1,4 +1,27 @@
-"""One error type for bad user input: the CLI turns it into one clear line and exit status 2."""
+"""The application's errors, built on the solver's (:mod:`solver.errors`).
+
+One error type for bad user input: the CLI turns it into one clear line and exit status 2. The
+solver names its own parameters (``dt``, ``dealias``, ``n`` …); where the application calls the
+solver with configuration values it maps those names to the configuration fields
+(:data:`SOLVER_FIELDS`, :func:`solver_fields`), so a message names what the user wrote.
+"""
+from __future__ import annotations
+
+import contextlib
+
+from solver.errors import CheckpointError, ParameterError, SimulationBlowUp, SolverError
+
+__all__ = ["UsageError", "ConfigError", "DataError", "SimulationBlowUp", "SOLVER_FIELDS", "from_solver",
+           "solver_fields"]
+
+#: Solver parameter name -> the configuration field the application passes to it. Names not
+#: listed (``kf``, ``re``, ``seed``, environment variables …) read the same in both.
+SOLVER_FIELDS = {
+    "n": "grid.n_dns", "L": "grid.L",
+    "dt": "dns.dt", "stepper": "dns.stepper", "dealias": "dns.dealias", "jacobian": "dns.jacobian",
+    "backend": "dns.backend", "dtype": "dns.dtype", "device": "dns.device", "threads": "dns.threads",
+    "members": "dns.members", "ranks_per_member": "dns.ranks_per_member", "cfl_max": "dns.cfl_max",
+}
 
 
 class UsageError(Exception):
@@ -23,5 +46,31 @@ class DataError(UsageError):
     """A store or checkpoint that is missing, foreign, of another schema, incomplete or corrupt."""
 
 
-class SimulationBlowUp(RuntimeError):
-    """A simulation produced NaN/inf or a CFL number far above 1."""
+def from_solver(e: SolverError, fields: dict[str, str] | None = None) -> UsageError:
+    """The application's error for a solver error: a ConfigError naming the configuration field
+    (``fields`` over :data:`SOLVER_FIELDS`) for a ParameterError, a DataError for a
+    CheckpointError. The message is the solver's, its leading parameter name replaced by the field;
+    an MPI-collective error stays collective."""
+    table = {**SOLVER_FIELDS, **(fields or {})}
+    name, message = e.name, str(e)
+    if isinstance(e, CheckpointError):
+        out = DataError(message, field=name)
+    else:
+        field = table.get(name, name)
+        if name and field != name and message.startswith(f"{name} "):
+            message = field + message[len(name):]
+        out = ConfigError(message, field=field)
+    if getattr(e, "collective", False):
+        out.collective = True
+    return out
+
+
+@contextlib.contextmanager
+def solver_fields(**fields: str):
+    """Run a block that calls the solver with configuration values: a solver ParameterError or
+    CheckpointError leaves it as the application's ConfigError/DataError (:func:`from_solver`;
+    keyword arguments override :data:`SOLVER_FIELDS`, e.g. ``n="grid.n_les"``)."""
+    try:
+        yield
+    except (ParameterError, CheckpointError) as e:
+        raise from_solver(e, fields) from e

@@ -79,8 +79,8 @@ def test_missing_stages_are_not_applicable_rather_than_failures():
     with pytest.raises(NotImplementedError):
         require("suite.no_such_stage")
     with pytest.raises(NotImplementedError):
-        require("solver.simulation", "no_such_function")
-    assert require("solver.simulation", "measure_step_vs_floor")
+        require("bench.solver_harness", "no_such_function")
+    assert require("bench.solver_harness", "measure_step_vs_floor")
 
 
 def test_mpi_and_ddp_runners_return_figures():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from solver.checkpoint import checksum, latest_step, member_path, read_checkpoint, write_checkpoint
-from suite.errors import DataError
+from solver.errors import CheckpointError as DataError
 
 
 def _state(seed=0):

@@ -1,5 +1,5 @@
 """Slab decomposition balanced over the work actually done: the kx columns the 2/3 rule keeps are
-split evenly over the ranks (solver.parallel.kx_blocks), and the dealiased hot-loop transforms
+split evenly over the ranks (solver.backends.slab.kx_blocks), and the dealiased hot-loop transforms
 (``plan_rfft2``/``plan_irfft2`` with ``kx_stop``) skip the always-zero columns yet still equal
 numpy.fft.
 
@@ -8,8 +8,9 @@ Tests marked ``mpi`` run serially and on every rank under ``mpiexec -n 2`` / ``-
 import numpy as np
 import pytest
 
-from solver.parallel import SlabFFT, check_slab_grid, kept_columns, kx_blocks
-from suite.errors import ConfigError
+from solver.backends.slab import SlabFFT, kept_columns, kx_blocks
+from solver.parallel import check_slab_grid
+from solver.errors import ParameterError as ConfigError
 
 
 def _kept(block, keep):

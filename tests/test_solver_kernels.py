@@ -11,7 +11,7 @@ import pytest
 
 from solver import Equation, Grid, Parameters, make_backend, make_forcing, make_stepper, random_field
 from solver import kernels as K
-from solver.fft import NumpyFFT
+from solver.backends import NumpyFFT
 from solver.workers import BlockRunner, Team, split_rows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -149,7 +149,7 @@ def test_numba_kernels_equal_the_array_kernels(batch):
 
 
 def test_bad_kernel_choice_is_a_config_error(monkeypatch):
-    from suite.errors import ConfigError
+    from solver.errors import ParameterError as ConfigError
     monkeypatch.setenv(K.KERNELS_ENV, "fortran")
     with pytest.raises(ConfigError, match=K.KERNELS_ENV):
         K.choose(make_backend(8))

@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 from solver.ensemble import EnsembleRun
-from solver.parallel import Decomposition, SlabFFT, block_range, check_slab_grid
+from solver.backends.slab import SlabFFT
+from solver.parallel import Decomposition, block_range, check_slab_grid
 from suite.config import load_config
-from suite.errors import ConfigError, SimulationBlowUp
+from solver.errors import SimulationBlowUp
+from solver.errors import ParameterError as ConfigError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 JOB = os.path.join(HERE, "ensemble_job.py")
@@ -50,7 +52,7 @@ def test_block_range_splits_contiguously_and_balanced():
 def test_bad_rank_counts_raise_config_errors():
     with pytest.raises(ConfigError, match="ranks_per_member = 2.*divide the number of MPI ranks"):
         Decomposition(None, members=4, ranks_per_member=2)
-    with pytest.raises(ConfigError, match="grid.n_dns = 30 cannot be slab-decomposed over 4"):
+    with pytest.raises(ConfigError, match="n = 30 cannot be slab-decomposed over 4"):
         check_slab_grid(30, 4)
     with pytest.raises(ConfigError, match="n//2\\+1 >= ranks"):
         check_slab_grid(4, 4)
@@ -198,7 +200,7 @@ def test_restart_on_another_rank_count_within_1e12(comm, shared_dir):
 
 @pytest.mark.mpi
 def test_restore_with_a_damaged_file_fails_on_every_rank(comm, shared_dir):
-    from suite.errors import DataError
+    from solver.errors import CheckpointError as DataError
     kw = dict(n=16, members=2, system=SYSTEM, dt=0.01, ranks_per_member=1, checkpoint_dir=os.path.join(shared_dir, "ck3"))
     EnsembleRun(comm, **kw).start().advance(2, checkpoint_every=2)
     if comm.Get_rank() == 0:

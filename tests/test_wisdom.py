@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from solver import wisdom
-from solver.fft import PLANNER_ENV, default_planner
-from suite.errors import ConfigError
+from solver.backends import PLANNER_ENV, default_planner
+from solver.errors import ParameterError as ConfigError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 JOB = os.path.join(HERE, "wisdom_job.py")

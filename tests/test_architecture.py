@@ -1,0 +1,112 @@
+"""The import direction of docs/architecture.md, enforced.
+
+``solver`` is a library: none of its modules imports the packages built on it (``suite``,
+``analysis``, ``jobs``, ``bench``), neither at module level nor inside a function, and importing it
+pulls none of them in. Its own modules import each other without a cycle.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLVER = ROOT / "solver"
+UPPER = ("suite", "analysis", "jobs", "bench")
+
+
+def _modules() -> dict[str, Path]:
+    """Dotted module name -> file, for every module of the solver package."""
+    out = {}
+    for path in sorted(SOLVER.rglob("*.py")):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+def _imports(name: str, path: Path) -> list[tuple[int, str]]:
+    """(line, absolute dotted name) of every import in the module, at any depth of the tree.
+
+    ``from .x import y`` yields ``pkg.x.y`` as well as ``pkg.x`` (y may be a submodule)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            found.append((node.lineno, mod))
+            found += [(node.lineno, f"{mod}.{a.name}") for a in node.names if a.name != "*"]
+    return found
+
+
+def test_solver_imports_nothing_above_it():
+    bad = [f"{path.relative_to(ROOT)}:{line}: imports {mod}"
+           for name, path in _modules().items() for line, mod in _imports(name, path)
+           if mod.split(".")[0] in UPPER]
+    assert not bad, "solver must not import the packages built on it:\n" + "\n".join(bad)
+
+
+def test_import_solver_pulls_in_nothing_above_it():
+    code = ("import json, sys; import solver; "
+            f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {UPPER!r})))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
+
+
+def test_no_import_cycle_in_solver():
+    modules = _modules()
+    graph = {}
+    for name, path in modules.items():
+        deps = set()
+        for _, mod in _imports(name, path):
+            # the longest prefix of the imported name that is a solver module (the package's
+            # __init__ only when nothing deeper matches)
+            parts = mod.split(".")
+            for i in range(len(parts), 0, -1):
+                cand = ".".join(parts[:i])
+                if cand in modules:
+                    if cand != name and not name.startswith(cand + "."):  # a package's parents run first anyway
+                        deps.add(cand)
+                    break
+        graph[name] = deps
+    cycles, state, stack = [], {}, []
+
+    def visit(node):
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                cycles.append(stack[stack.index(dep):] + [dep])
+            elif dep not in state:
+                visit(dep)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    assert not cycles, "import cycles among solver modules:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_solver_errors_speak_solver_names_and_the_app_maps_them():
+    import pytest
+
+    from solver import Equation, Grid, Parameters
+    from solver.errors import ParameterError
+    from suite.errors import ConfigError, solver_fields
+    with pytest.raises(ParameterError) as e:
+        Equation(Grid(16), Parameters(), dealias="1/2")
+    assert e.value.name == "dealias" and str(e.value).startswith("dealias = '1/2'") and "dns." not in str(e.value)
+    with pytest.raises(ConfigError, match=r"^dns\.dealias = '1/2'") as e, solver_fields():
+        Equation(Grid(16), Parameters(), dealias="1/2")
+    assert e.value.field == "dns.dealias"
