@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import Config
-from .errors import DataError, SimulationBlowUp
+from .errors import DataError, SimulationBlowUp, solver_fields
 from .fdns import SCHEMA_VERSION, Layout, Writer, completed, create_store, is_finished, read_attrs, split_labels
 from .provenance import provenance
 
@@ -322,7 +322,8 @@ def _peek_checkpoint(path: Path):
     except Exception:  # noqa: BLE001 - a damaged file: say which and what to do
         from solver.checkpoint import read_checkpoint
         try:
-            read_checkpoint(path)
+            with solver_fields():
+                read_checkpoint(path)
         except DataError as e:
             return e
         return DataError(f"checkpoint {path} cannot be read: delete it to start the member from its initial "
@@ -505,7 +506,8 @@ def check_run(cfg: Config, world=None, systems: list[str] | None = None) -> None
 
     for s in systems or cfg.dns.systems:
         cfg.system(s)
-    check_slab_grid(cfg.grid.n_dns, cfg.dns.ranks_per_member)
+    with solver_fields():
+        check_slab_grid(cfg.grid.n_dns, cfg.dns.ranks_per_member)
     size = 1 if world is None else world.Get_size()
     if size % cfg.dns.ranks_per_member:
         from .errors import ConfigError
@@ -524,7 +526,7 @@ def run_dns(cfg: Config, run_dir, *, systems: list[str] | None = None, save_dns:
     check_run(cfg, world, systems)
     rank0 = world is None or world.Get_rank() == 0
     results = []
-    with abort_on_error(world):
+    with abort_on_error(world), solver_fields():
         for s in systems:
             r = run_system(cfg, s, run_dir, save_dns=save_dns, force=force, world=world, progress=progress)
             if rank0:
