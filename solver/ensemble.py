@@ -24,6 +24,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from .errors import CheckpointError, SimulationBlowUp
 
@@ -155,7 +156,6 @@ class EnsembleRun:
         bar = None
         root = self.world is None or self.world.Get_rank() == 0
         if progress and root:
-            from tqdm import tqdm
             bar = tqdm(total=steps, unit="step", leave=False)
         try:
             for _ in range(steps):

@@ -146,7 +146,7 @@ def local_device(comm, device: str = "cuda") -> str:
     ``cuda``/``auto``, ``cpu`` for ``cpu`` (and for ``auto`` without a GPU); ``cuda:<i>`` as given."""
     if device == "cpu" or device.startswith("cuda:"):
         return device
-    import torch
+    import torch  # heavy: only for a CUDA device choice
     if not torch.cuda.is_available():
         if device == "cuda":
             raise ParameterError("device = 'cuda': no CUDA device is visible on this node; "
@@ -154,7 +154,7 @@ def local_device(comm, device: str = "cuda") -> str:
         return "cpu"
     local = 0
     if comm is not None and comm.Get_size() > 1:
-        from mpi4py import MPI
+        from mpi4py import MPI  # optional dependency
         node = comm.Split_type(MPI.COMM_TYPE_SHARED, comm.Get_rank())
         local = node.Get_rank()
         node.Free()

@@ -16,6 +16,7 @@ import math
 from typing import Callable, Iterable
 
 import numpy as np
+from tqdm import tqdm
 
 from .errors import ParameterError, SimulationBlowUp
 
@@ -98,7 +99,6 @@ class Simulation:
         callbacks = list(callbacks)
         bar = None
         if progress and self.grid.backend.is_root:
-            from tqdm import tqdm
             bar = tqdm(total=steps if steps is not None else t_end - self.t, unit="step" if steps else "t",
                        leave=False)
         done = 0

@@ -82,7 +82,7 @@ def _signature(path: Path):
 def load(path: Path | None = None) -> bool:
     """Import the wisdom of ``path`` (default :func:`wisdom_path`) into this process; False when
     there is none or it is unreadable/foreign (FFTW rejects wisdom of another FFTW version)."""
-    import pyfftw
+    import pyfftw  # optional dependency: wisdom exists only with pyFFTW
     path = wisdom_path() if path is None else Path(path)
     try:
         wisdom = _decode(path.read_bytes())
@@ -109,10 +109,10 @@ def planning():
     Yields True when the cache is in use; False when it cannot be (the folder is not writable,
     no ``fcntl``): then the caller should plan with ``FFTW_ESTIMATE`` (deterministic without
     wisdom). A warning says so, once per process."""
-    import pyfftw
+    import pyfftw  # optional dependency: wisdom exists only with pyFFTW
     path = wisdom_path()
     try:
-        import fcntl
+        import fcntl  # POSIX only: without it the caller plans with FFTW_ESTIMATE (below)
         path.parent.mkdir(parents=True, exist_ok=True)
         lock = open(path.with_suffix(".lock"), "a+b")
     except (ImportError, OSError) as e:

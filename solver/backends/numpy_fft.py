@@ -9,7 +9,7 @@ from .base import FFTBackend, default_planner, default_threads, fftw_plan
 
 def _pyfftw():
     try:
-        import pyfftw
+        import pyfftw  # optional dependency: scipy.fft serves without it
         return pyfftw
     except ImportError:
         return None
@@ -73,7 +73,7 @@ class NumpyFFT(FFTBackend):
     def rfft2(self, u, out=None):
         self._check(u, False)
         if self._fftw is None:
-            import scipy.fft
+            import scipy.fft  # the fallback without pyFFTW: loaded only when used
             res = scipy.fft.rfft2(np.asarray(u, dtype=self.dtype), workers=self.threads)
         else:
             plan, src, dst = self._cached(u.shape[:-2], True)

@@ -46,7 +46,7 @@ def kx_blocks(n: int, parts: int) -> list[tuple[int, int]]:
 
 
 def _mpi_real(dtype):
-    from mpi4py import MPI
+    from mpi4py import MPI  # optional dependency: serial runs never load MPI
     return MPI.DOUBLE if np.dtype(dtype) == np.float64 else MPI.FLOAT
 
 

@@ -13,7 +13,7 @@ class TorchFFT(FFTBackend):
     name = "torch"
 
     def __init__(self, n: int, dtype: str = "float64", device: str = "cpu", threads: int = 0):
-        import torch
+        import torch  # heavy: loaded only when a torch backend is built
         self.torch = torch
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
