@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-TIMING_WORDS = ("wall", "time_s", "per_s", "seconds", "finished", "started", "elapsed", "provenance")
+TIMING_WORDS = ("wall", "time_s", "per_s", "seconds", "finished", "started", "elapsed", "provenance", "data_wait")
 
 
 def _h(*parts: bytes) -> str:
@@ -45,11 +45,14 @@ def _is_timing(key: str) -> bool:
     return any(w in k for w in TIMING_WORDS)
 
 
-def _strip(obj):
+def _strip(obj, run_dir: str = ""):
+    """``obj`` without timings; the run folder's path in strings replaced by ``<run>``."""
     if isinstance(obj, dict):
-        return {k: _strip(v) for k, v in sorted(obj.items()) if not _is_timing(str(k))}
+        return {k: _strip(v, run_dir) for k, v in sorted(obj.items()) if not _is_timing(str(k))}
     if isinstance(obj, list):
-        return [_strip(v) for v in obj]
+        return [_strip(v, run_dir) for v in obj]
+    if isinstance(obj, str) and run_dir:
+        return obj.replace(run_dir, "<run>")
     return obj
 
 
@@ -83,8 +86,9 @@ def csv_digest(path: Path) -> str:
     return _h(df[keep].to_csv(index=False).encode())
 
 
-def json_digest(path: Path) -> str:
-    return _h(json.dumps(_strip(json.loads(path.read_text())), sort_keys=True, default=str).encode())
+def json_digest(path: Path, run_dir: Path) -> str:
+    doc = _strip(json.loads(path.read_text()), str(Path(run_dir).resolve()))
+    return _h(json.dumps(_strip(doc, str(run_dir)), sort_keys=True, default=str).encode())
 
 
 def digests(run_dir: Path) -> dict[str, str]:
@@ -102,7 +106,7 @@ def digests(run_dir: Path) -> dict[str, str]:
     for p in sorted(run_dir.rglob("results.csv")) + sorted(run_dir.rglob("*metrics.csv")):
         out[str(p.relative_to(run_dir))] = csv_digest(p)
     for p in sorted(run_dir.rglob("metrics.json")) + sorted(run_dir.glob("analysis/summary.json")):
-        out[str(p.relative_to(run_dir))] = json_digest(p)
+        out[str(p.relative_to(run_dir))] = json_digest(p, run_dir)
     return out
 
 
