@@ -11,6 +11,7 @@ differ between runs and are left out):
   (data variables and coordinates), in C order, with its dtype and shape;
 - every ``model.pt``: each tensor of its ``state_dict`` (``torch.load``), and the normalization;
 - every ``results.csv``: the columns that are results (not ``wall_time_s`` or other timings);
+  the run folder's own path, where a table or JSON file names it, reads ``<run>``;
 - every ``metrics.json`` / ``metrics.csv``: the numbers, timings and throughputs dropped.
 """
 from __future__ import annotations
@@ -79,11 +80,14 @@ def model_digests(path: Path) -> dict[str, str]:
     return out
 
 
-def csv_digest(path: Path) -> str:
+def csv_digest(path: Path, run_dir: Path) -> str:
     import pandas as pd
     df = pd.read_csv(path)
     keep = [c for c in df.columns if not _is_timing(c)]
-    return _h(df[keep].to_csv(index=False).encode())
+    text = df[keep].to_csv(index=False)
+    for d in {str(run_dir), str(Path(run_dir).resolve())}:
+        text = text.replace(d, "<run>")
+    return _h(text.encode())
 
 
 def json_digest(path: Path, run_dir: Path) -> str:
@@ -104,7 +108,7 @@ def digests(run_dir: Path) -> dict[str, str]:
         for k, v in model_digests(p).items():
             out[f"{p.relative_to(run_dir)}:{k}"] = v
     for p in sorted(run_dir.rglob("results.csv")) + sorted(run_dir.rglob("*metrics.csv")):
-        out[str(p.relative_to(run_dir))] = csv_digest(p)
+        out[str(p.relative_to(run_dir))] = csv_digest(p, run_dir)
     for p in sorted(run_dir.rglob("metrics.json")) + sorted(run_dir.glob("analysis/summary.json")):
         out[str(p.relative_to(run_dir))] = json_digest(p, run_dir)
     return out
