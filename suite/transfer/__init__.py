@@ -58,13 +58,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .dataset import FDNSData, SplitTensors
-from .errors import DataError, UsageError
-from .masks import first_trainable, full, n_trained, none, select
-from .metrics import evaluate
-from .model import ClosureCNN, load_model, save_model
-from .rundir import write_bytes_atomic, write_json_atomic
-from .train import TrainSettings, fit, mse_sum, predict
+from ..dataset import FDNSData, SplitTensors
+from ..errors import DataError, UsageError
+from ..masks import first_trainable, full, n_trained, none, select
+from ..metrics import evaluate
+from ..model import ClosureCNN, load_model, save_model
+from ..rundir import write_bytes_atomic, write_json_atomic
+from ..train import TrainSettings, fit, mse_sum, predict
 
 COLUMNS = ("target", "fraction", "seed", "mask", "kind", "cc", "cc_backscatter", "cc_diffusion", "rel_l2",
            "epochs", "wall_time_s", "n_trainable", "first_trainable", "n_layers_trained",
@@ -250,7 +250,7 @@ class SweepSpec:
 
     @classmethod
     def from_config(cls, cfg, run_dir, device: str = "cpu") -> "SweepSpec":
-        from .provenance import provenance
+        from ..provenance import provenance
         t = cfg.transfer
         return cls(run_dir=str(run_dir), epochs=t.epochs, batch_size=cfg.train.batch_size, lr=cfg.train.lr,
                    bf16=cfg.train.bf16, share_prefix=t.share_prefix, device=device,
@@ -381,7 +381,7 @@ class Context:
 
 
 def _env(device: torch.device):
-    from .ddp import DistEnv
+    from ..ddp import DistEnv
     return DistEnv(0, 1, 0, device, None, "none")
 
 

@@ -64,9 +64,9 @@ import numpy as np
 
 from solver.sgs import LES_CONVENTIONS
 
-from .config import CLOSURES, Config
-from .errors import ConfigError, DataError
-from .provenance import provenance
+from ..config import CLOSURES, Config
+from ..errors import ConfigError, DataError
+from ..provenance import provenance
 
 LES_SCHEMA_VERSION = 2  # 2: exact LES Jacobian, every mode below Nyquist evolved (1: 2/3 rule)
 CHECK_EVERY = 20
@@ -99,7 +99,7 @@ def _accepted(layers: int) -> str:
 def parse_closure(label: str, cfg: Config, system: str, run_dir) -> ClosureSpec:
     """Resolve one closure name to a :class:`ClosureSpec` (ConfigError if unknown or malformed;
     the model folder is not checked here, see :func:`check_models`)."""
-    from .transfer import Job, model_dir
+    from ..transfer import Job, model_dir
 
     label = str(label).strip()
     layers = cfg.model.layers
@@ -522,7 +522,7 @@ def read_truth(store, n_members: int, duration: float, sample_interval: float) -
     (at most :data:`MAX_SNAPSHOTS`, evenly strided)."""
     from solver.sgs import backscatter_fraction, enstrophy_transfer
 
-    from .fdns import open_fdns, reading
+    from ..fdns import open_fdns, reading
 
     ds = open_fdns(store)
     split = np.asarray(ds["split"].values).astype(str)
@@ -556,13 +556,13 @@ def read_truth(store, n_members: int, duration: float, sample_interval: float) -
 
 
 def _load_term_factory(spec: ClosureSpec, setup: LESSetup, cfg: Config):
-    from .online import make_closure
+    from ..online import make_closure
 
     if spec.kind == "none":
         return None
     if spec.kind == "physics":
         return lambda grid: make_closure(spec.name, grid, delta=setup.delta, cs=cfg.les.cs, cl=cfg.les.cl)
-    from .model import load_model
+    from ..model import load_model
     model, norm, _ = load_model(spec.model_dir)
     return lambda grid: make_closure("cnn", grid, model=model, norm=norm, label=spec.label)
 
@@ -600,8 +600,8 @@ def run_system(cfg: Config, system: str, run_dir, specs: list[ClosureSpec], *, f
     from solver.fft import make_backend
     from solver.initial import from_physical
 
-    from .dns import store_path
-    from .fdns import read_attrs
+    from ..dns import store_path
+    from ..fdns import read_attrs
 
     out = les_path(run_dir, system)
     if out.exists() and not force:
@@ -707,7 +707,7 @@ def _write(ds, out: Path, force: bool) -> None:
 
 def _write_csv(rows: list[dict], path: Path) -> None:
     import pandas as pd
-    from .rundir import write_bytes_atomic
+    from ..rundir import write_bytes_atomic
     write_bytes_atomic(path, pd.DataFrame(rows).to_csv(index=False, float_format="%.6g").encode())
 
 
@@ -789,8 +789,8 @@ def format_table(rows: list[dict]) -> str:
 
 def prepare(cfg: Config, run_dir, systems=None, closures=None) -> dict[str, list[ClosureSpec]]:
     """Validate everything (systems, closures, networks, stores) before anything is written."""
-    from .dns import store_path
-    from .fdns import read_attrs
+    from ..dns import store_path
+    from ..fdns import read_attrs
 
     systems = list(systems or cfg.les.systems)
     out = {}
@@ -836,8 +836,8 @@ def measure_les_step(n: int = 128, members: int = 4, model=None, steps: int = 20
     from solver.fft import make_backend
     from solver.initial import random_field
 
-    from .model import paper_model
-    from .online import make_closure
+    from ..model import paper_model
+    from ..online import make_closure
 
     torch.manual_seed(seed)
     model = model if model is not None else paper_model()
