@@ -1,4 +1,4 @@
-"""Spectra of the activations of every layer (REFERENCE.md §6): base vs transfer-learned network.
+"""Spectra of the activations of every layer (docs/science.md §6): base vs transfer-learned network.
 
 For inputs ``x`` (normalized ψ̄, ω̄ of the target system) :func:`activation_spectra` returns the
 angle-averaged spectra (``suite.metrics.spectrum``: mean over samples and channels) of the

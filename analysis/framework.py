@@ -1,4 +1,4 @@
-"""The physics-guided layer recommendation (REFERENCE.md §6), made before any transfer learning.
+"""The physics-guided layer recommendation (docs/science.md §6), made before any transfer learning.
 
 Principle. A layer must be re-trained when what it sees on the target system differs from what
 it saw on the base system *at the wavenumbers where its kernels act*. From the base network and

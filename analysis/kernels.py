@@ -1,4 +1,4 @@
-"""Spectra |Ŵ(k)| of convolution kernels zero-padded to the LES grid (REFERENCE.md §6).
+"""Spectra |Ŵ(k)| of convolution kernels zero-padded to the LES grid (docs/science.md §6).
 
 A ``k × k`` kernel ``w[a, b]`` zero-padded to ``n × n`` has the spectrum (numpy's convention)
 

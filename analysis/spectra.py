@@ -1,4 +1,4 @@
-"""Spectra of the data: ψ̄, ω̄ and Π of the base system against each target (REFERENCE.md §6).
+"""Spectra of the data: ψ̄, ω̄ and Π of the base system against each target (docs/science.md §6).
 
 ``E_v(k)`` is the angle-averaged spectrum of variable ``v`` (``suite.metrics.spectrum``, integer
 shells 0 … n/2, mean over snapshots) of the training members of an FDNS store. The difference

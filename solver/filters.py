@@ -1,4 +1,4 @@
-"""Filters and coarse-graining from the DNS grid to the LES grid (REFERENCE.md §3).
+"""Filters and coarse-graining from the DNS grid to the LES grid (docs/science.md §3).
 
 Two orthogonal pieces:
 

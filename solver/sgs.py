@@ -45,7 +45,7 @@ import math
 import numpy as np
 
 from .equation import Equation, Parameters
-from .fft import make_backend
+from .backends import make_backend
 from .filters import CoarseGrain, Filter, default_width, make_filter, wavenumbers
 from .grid import Grid
 

@@ -1,4 +1,4 @@
-"""Layer-freezing subsets of an ``L``-layer network, written as masks (DESIGN.md "Names").
+"""Layer-freezing subsets of an ``L``-layer network, written as masks (docs/CONTRACTS.md, "Models").
 
 A mask is a string of ``0``/``1``, one character per layer, layer 1 first: ``"01000"`` re-trains
 conv2 only. A *subset specification* is one of the named families or explicit masks separated by

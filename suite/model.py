@@ -1,4 +1,4 @@
-"""The CNN closure (REFERENCE.md §4) and its storage (CONTRACTS.md "Models").
+"""The CNN closure (docs/science.md §4) and its storage (CONTRACTS.md "Models").
 
 ``ClosureCNN(layers, width, kernel, padding)`` is a plain stack of ``L`` convolutions named
 ``conv1`` … ``convL`` (``torch.nn.Conv2d``, stride 1, 'same' size), ReLU after all but the last.

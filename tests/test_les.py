@@ -10,7 +10,7 @@ import torch
 
 from solver import Equation, Grid, Parameters, Simulation, diagnostics, make_forcing, make_stepper, random_field
 from solver.closures import gradient, strain_rate
-from solver.fft import make_backend
+from solver.backends import make_backend
 from suite.config import load_config
 from suite.les import (LESSetup, build_les, closure_metrics, log_spectrum_error, mean_spectra, relative_rms,
                        run_ensemble, skill, spectral_bands, wasserstein1)

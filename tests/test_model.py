@@ -19,9 +19,9 @@ def test_paper_network_has_927041_parameters():
     assert m.layer_names == [f"conv{i}" for i in range(1, 12)]
     assert [c.in_channels for c in m.convs] == [2] + [64] * 10
     assert [c.out_channels for c in m.convs] == [64] * 10 + [1]
-    # 11 layers x (5 - 1) + 1 = 45 (REFERENCE.md §4 says 41 x 41, which is 10 layers' worth)
+    # 11 layers x (5 - 1) + 1 = 45 (docs/science.md §4)
     assert m.receptive_field() == 45
-    assert abs(m.flops_per_sample(128, 128) / 1e9 - 30.36) < 0.01  # REFERENCE.md §4: ≈ 30 GFLOP
+    assert abs(m.flops_per_sample(128, 128) / 1e9 - 30.36) < 0.01  # docs/science.md §4: about 30 GFLOP
 
 
 @pytest.mark.parametrize("p", [1, 2, 3])
