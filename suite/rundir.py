@@ -26,6 +26,21 @@ class RunLocked(UsageError):
     """Another turbtl command holds the run folder."""
 
 
+def is_busy(run_dir: str | Path) -> bool:
+    """True while another command holds the run folder's lock exclusively (never creates the file)."""
+    try:
+        fd = os.open(Path(run_dir) / LOCK_NAME, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops a probe lock that was taken
+    return False
+
+
 def _writable(path: Path) -> bool:
     """May this process create entries in the folder ``path``?"""
     return os.access(path, os.W_OK | os.X_OK)

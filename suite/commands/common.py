@@ -63,6 +63,9 @@ def need_complete(store: Path, splits: dict[str, int], then: str) -> None:
     """DataError (exit 2) unless the FDNS store exists and each split has at least the given number of
     members with a complete snapshot (a DNS that was stopped early): run `turbtl dns` first."""
     need(store, "dns", "FDNS store")
+    from ..rundir import is_busy
+    if is_busy(store.parent.parent):  # a DNS still writing it: the lock says so (exit 2), not "stopped early"
+        return
     import numpy as np
 
     from ..fdns import _group, completed

@@ -10,12 +10,13 @@ from .common import add_config_options, config_from_args
 
 def run(args) -> int:
     from ..report import write_report
-    from ..rundir import check_run_dir, record_stage, run_lock
+    from ..rundir import check_run_dir, is_busy, record_stage, run_lock
 
     # a given --config/--preset is validated even though the report needs only the run folder
     cfg = config_from_args(args) if (args.config or args.preset or args.run_dir is None) else None
     run_dir = check_run_dir(Path(args.run_dir) if args.run_dir else Path("runs") / cfg.preset, cfg, create=False)
-    if not any(p.name != "report.json" for p in (run_dir / "stages").glob("*.json")):
+    finished = any(p.name != "report.json" for p in (run_dir / "stages").glob("*.json"))
+    if not finished and not is_busy(run_dir):  # a busy folder: the lock names its holder (exit 2)
         raise DataError(f"--run-dir {run_dir}: no stage has finished in this run folder, there is nothing to "
                         "report; run `turbtl dns` first (or `turbtl run` for every stage)", field="run-dir")
     t0 = time.perf_counter()
