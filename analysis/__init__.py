@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from suite import layout
+
 FIGURES = ("cc_layers", "cc_by_first_layer", "class_fractions", "most_changed_kernels",
            "activation_ratios", "data_spectra")
 
@@ -39,7 +41,7 @@ def summary(run_dir) -> dict:
     from .classify import CLASSES
 
     run_dir = Path(run_dir)
-    a = run_dir / "analysis"
+    a = layout.analysis_dir(run_dir)
     if not (a / "framework.zarr").exists() or not (a / "base.zarr").exists():
         raise DataError(f"{a}: no analysis results (run `turbtl analyze` first)", field="run-dir")
     base, fw, data = open_result(a / "base.zarr"), open_result(a / "framework.zarr"), open_result(a / "data_spectra.zarr")
@@ -67,7 +69,7 @@ def summary(run_dir) -> dict:
             "class_fractions_tl": fractions(sw["class_frac"].mean("net").values),
             "data_bands": bands,
         }
-    figs = {f: str(run_dir / "figures" / f"{f}.png") for f in FIGURES
-            if (run_dir / "figures" / f"{f}.png").is_file()}
+    figs = {f: str(layout.figures_dir(run_dir) / f"{f}.png") for f in FIGURES
+            if (layout.figures_dir(run_dir) / f"{f}.png").is_file()}
     return {"figures": figs, "targets": targets, "class_fractions_base": fractions(base["class_frac"].values),
             "classes": list(CLASSES), "layers": layers}

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,11 +37,11 @@ from .change import above_percentile, class_fractions, kernel_change, transition
 from .classify import CLASSES, FEATURES, classify_features, fit_gabor, spectral_features
 from .kernels import kernel_index, kernel_spectra, layer_kernels
 from .radial import half_plane
+from suite import layout
 from suite.fdns import quiet_zarr
 
 GABOR = ("gabor_k0", "gabor_orientation", "gabor_sigma")
 TOP_K = 6
-_NET_DIR = re.compile(r"^f(?P<fraction>[0-9.eE+-]+)_s(?P<seed>\d+)$")
 
 
 @dataclass(frozen=True)
@@ -58,15 +57,16 @@ class Network:
 
 def find_networks(run_dir, target: str) -> list[Network]:
     """Every finished TL model folder ``DIR/models/tl/<target>/f<fraction>_s<seed>/<mask>/``, sorted."""
-    root = Path(run_dir) / "models" / "tl" / target
+    root = layout.tl_target_dir(run_dir, target)
     out = []
     for sub in sorted(root.glob("f*_s*")) if root.is_dir() else []:
-        m = _NET_DIR.match(sub.name)
-        if not m:
+        group = layout.parse_tl_group(sub.name)
+        if group is None:
             continue
+        fraction, seed = group
         for mdir in sorted(sub.iterdir()):
             if (mdir / "model.pt").is_file() and set(mdir.name) <= {"0", "1"} and "1" in mdir.name:
-                out.append(Network(target, float(m["fraction"]), int(m["seed"]), mdir.name, str(mdir)))
+                out.append(Network(target, fraction, seed, mdir.name, str(mdir)))
     return sorted(out, key=lambda t: (t.fraction, t.seed, t.mask))
 
 
@@ -292,12 +292,12 @@ def analyze_sweep(run_dir, targets: list[str], base_system: str, client, *, perc
     from .spectra import VARIABLES, data_spectra, difference_bands, log_difference
 
     run_dir = Path(run_dir)
-    out_dir = run_dir / "analysis"
+    out_dir = layout.analysis_dir(run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     attrs = {"provenance": json.dumps(provenance or {}, default=str), "percentile": percentile,
              "base_system": base_system}
     t0 = time.perf_counter()
-    base_model, norm, _ = load_model(run_dir / "models" / "base")
+    base_model, norm, _ = load_model(layout.base_model_dir(run_dir))
     inp = _inputs(run_dir, [base_system] + list(targets), norm, activation_samples)
     base = analyze_base(base_model, inp.n)
     n_shells = inp.n // 2 + 1
@@ -455,17 +455,3 @@ def _write_most_changed(path: Path, targets, tops, n_shells: int, attrs) -> None
                     coords={"target": list(targets), "rank": np.arange(TOP_K), "k": np.arange(n_shells)},
                     attrs=attrs)
     _write(ds, path)
-
-
-def aggregation_throughput(run_dir, targets: list[str], base_system: str, workers: int) -> dict:
-    """Networks/s and kernels/s of :func:`analyze_sweep` on a fresh LocalCluster of ``workers``
-    (recomputes everything; for benchmarks and the report)."""
-    client, cluster = make_client(workers)
-    try:
-        info = analyze_sweep(run_dir, targets, base_system, client, force=True, progress=False)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-    return info | {"workers": workers, "networks_per_s": info["computed"] / info["seconds"],
-                   "kernels_per_s": info["kernels"] / info["seconds"]}

@@ -10,19 +10,18 @@ evaluates it for a batch of kernels either by two GEMMs per chunk (``method="dft
 n//2+1)``. Where the kernel sits in the padded array only changes the phase, never ``|Ŵ|``; the
 cross-correlation torch computes has the transfer function ``conj Ŵ``, the same magnitude.
 
-:func:`measure_throughput` times both methods against a batched-GEMM floor in the same process
+``bench/analysis_harness.py`` times both methods against a batched-GEMM floor in the same process
 (the benchmark engineer's entry point). :func:`layer_kernels` pulls the kernels of every layer out
 of a :class:`suite.model.ClosureCNN`.
 """
 from __future__ import annotations
 
-import time
 from functools import lru_cache
 
 import numpy as np
 
 METHODS = ("dft", "rfft")
-DEFAULT_METHOD = "dft"   # measured faster on this machine for 3×3 and 5×5 kernels (see measure_throughput)
+DEFAULT_METHOD = "dft"   # measured faster on this machine for 3×3 and 5×5 kernels (see bench/analysis_harness.py)
 DEFAULT_CHUNK = 64       # kernels per GEMM chunk: 64 measured 1.5-2x faster than 256 or 1024 at n = 128 (cache)
 
 
@@ -85,48 +84,3 @@ def kernel_index(shapes: list[tuple[int, ...]]) -> dict[str, np.ndarray]:
         out.append(o.ravel())
         inn.append(i.ravel())
     return {"layer": np.concatenate(layer), "out": np.concatenate(out), "in": np.concatenate(inn)}
-
-
-# --------------------------------------------------------------------------------------------
-# throughput (plain functions for bench/ and the report)
-
-
-def _best_time(fn, repeat: int) -> float:
-    fn()  # warm-up (DFT matrices, FFT plans, allocator)
-    best = np.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def dft_flops(k: int, n: int) -> float:
-    """Real FLOPs per kernel of the two DFT-matrix products (real×complex, then complex×complex)."""
-    m = n // 2 + 1
-    return 2.0 * k * k * m * 2 + 8.0 * n * k * m
-
-
-def gemm_rate(size: int = 512, repeat: int = 3) -> float:
-    """Measured float64 GEMM rate of this process (FLOP/s) on a square ``size³`` product."""
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((size, size)), rng.standard_normal((size, size))
-    return 2.0 * size ** 3 / _best_time(lambda: a @ b, repeat)
-
-
-def measure_throughput(n_kernels: int = 4096, k: int = 5, n: int = 128, chunk: int = DEFAULT_CHUNK,
-                       repeat: int = 3) -> dict[str, float]:
-    """Kernels/s of ``|Ŵ|`` by each method, and the batched-GEMM floor, measured in this process.
-
-    The floor is the DFT-matrix FLOP count per kernel divided by the measured GEMM rate: the
-    kernels/s the ``dft`` method would reach if its products ran at the peak of a square GEMM.
-    """
-    w = np.random.default_rng(1).standard_normal((n_kernels, k, k))
-    out = {"n_kernels": float(n_kernels), "k": float(k), "n": float(n), "chunk": float(chunk)}
-    for method in METHODS:
-        t = _best_time(lambda: kernel_spectra(w, n, method=method, chunk=chunk, magnitude=True), repeat)
-        out[f"{method}_kernels_per_s"] = n_kernels / t
-    rate = gemm_rate()
-    out["gemm_gflops"] = rate / 1e9
-    out["floor_kernels_per_s"] = rate / dft_flops(k, n)
-    return out

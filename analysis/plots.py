@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from suite import layout
+
 from .classify import CLASSES
 
 
@@ -153,7 +155,7 @@ def plot_data_spectra(analysis_dir: Path, out: Path) -> str:
 def plot_all(run_dir, targets, n_layers: int) -> dict[str, str]:
     """Every figure; returns ``{name: path}`` of those written."""
     run_dir = Path(run_dir)
-    a, out = run_dir / "analysis", run_dir / "figures"
+    a, out = layout.analysis_dir(run_dir), layout.figures_dir(run_dir)
     figs = {"cc_layers": plot_cc_layers(run_dir, targets, n_layers, out),
             "cc_by_first_layer": plot_cc_by_first(run_dir, targets, n_layers, out),
             "class_fractions": plot_class_fractions(a, targets, out),

@@ -1,7 +1,7 @@
 """The sweep's measured results (CONTRACTS.md "Sweep results"), as the analysis reads them."""
 from __future__ import annotations
 
-from pathlib import Path
+from suite import layout
 
 COLUMNS = ("target", "fraction", "seed", "mask", "kind", "cc", "cc_backscatter", "cc_diffusion", "rel_l2",
            "epochs", "wall_time_s", "n_trainable", "first_trainable", "n_layers_trained",
@@ -24,7 +24,7 @@ def load_sweep_results(run_dir, target: str):
         except DataError:
             return None
         return df if len(df) else None
-    path = Path(run_dir) / "sweep" / target / "results.csv"
+    path = layout.sweep_results(run_dir, target)
     if not path.is_file():
         return None
     df = pd.read_csv(path, dtype={"mask": str})

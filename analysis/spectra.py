@@ -12,12 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
+from suite import layout
+
 VARIABLES = ("psi", "omega", "pi")
 TINY = 1e-300
 
 
 def fdns_path(run_dir, system: str) -> Path:
-    return Path(run_dir) / "fdns" / f"{system}.zarr"
+    return layout.fdns_store(run_dir, system)
 
 
 def training_fields(ds, split: str = "train", max_snapshots: int | None = None):

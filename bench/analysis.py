@@ -1,9 +1,9 @@
 """Analysis: kernel spectra (kernels/s) against the batched-GEMM floor, and Dask aggregation of a
 synthetic sweep (networks/s, kernels/s) on LocalClusters of 1 and 2 workers.
 
-``analysis.kernels.measure_throughput`` times both methods (DFT-matrix GEMMs, zero-padded rfft2)
+``bench/analysis_harness.py: measure_throughput`` times both methods (DFT-matrix GEMMs, zero-padded rfft2)
 and the floor (the DFT method's FLOPs at the measured float64 GEMM rate) in one process.
-``analysis.aggregate.aggregation_throughput`` runs the whole ``turbtl analyze`` computation
+``bench/analysis_harness.py: aggregation_throughput`` runs the whole ``turbtl analyze`` computation
 (``force=True``) on a run folder written by :mod:`bench.synthetic` (3 layers x 8 channels, 5x5,
 32² LES grid, 2 targets x 7 subsets = 14 networks).
 """
@@ -27,7 +27,7 @@ class KernelSpectra:
     timeout = 300
 
     def setup_cache(self):
-        k = require("analysis.kernels", "measure_throughput")
+        k = require(f"{__package__}.analysis_harness", "measure_throughput")
         runs = [k.measure_throughput(n_kernels=N_KERNELS, k=5, n=128, repeat=3) for _ in range(2)]
         best = {m: max(r[f"{m}_kernels_per_s"] for r in runs) for m in ("dft", "rfft")}
         return best | {"floor": max(r["floor_kernels_per_s"] for r in runs),
@@ -56,7 +56,7 @@ class DaskAggregation:
     timeout = 600
 
     def setup_cache(self):
-        agg = require("analysis.aggregate", "aggregation_throughput")
+        agg = require(f"{__package__}.analysis_harness", "aggregation_throughput")
         from .synthetic import TARGETS, build_run
         root = tempfile.mkdtemp(prefix="turbtl-bench-run-")
         try:

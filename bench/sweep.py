@@ -1,5 +1,5 @@
 """Transfer-learning sweep: subset-epochs/s with the shared frozen prefix against the naive loop
-that runs every subset through the whole network, side by side (``suite.transfer.measure_sharing``),
+that runs every subset through the whole network, side by side (``bench/sweep_harness.py: measure_sharing``),
 and the ratio to the layer-work floor it computes (``sharing_floor``).
 
 Small network (5 x 16): ``singles`` (5 subsets) and ``all`` (31); random data, 16 samples of 32²,
@@ -24,7 +24,7 @@ class Sharing:
     timeout = 900
 
     def setup_cache(self):
-        tr = require("suite.transfer", "measure_sharing")
+        tr = require(f"{__package__}.sweep_harness", "measure_sharing")
         out = {}
         for device in DEVICES:
             if device == "cuda" and not cuda_available():

@@ -1,6 +1,6 @@
 """Training: samples/s of the paper network (11 x 64 channels, 5x5) and the small network (5 x 16),
-achieved GFLOP/s against the measured float32 GEMM peak (``suite.train.measure_throughput`` and
-``gemm_peak``), DDP 2-process efficiency (torchrun, ``suite.train.fit``), peak memory of a step.
+achieved GFLOP/s against the measured float32 GEMM peak (``bench/training_harness.py:
+measure_throughput`` and ``gemm_peak``), DDP 2-process efficiency (torchrun, ``suite.train.fit``), peak memory of a step.
 
 On CPU the paper network runs at 64² with batch 4 (a 128² batch of 16 takes ~30 s per step on
 one core); the fraction of the GEMM peak hardly depends on the size. On CUDA both run at 128²,
@@ -32,7 +32,7 @@ class Throughput:
     timeout = 600
 
     def setup_cache(self):
-        train = require("suite.train", "measure_throughput", "gemm_peak")
+        train = require(f"{__package__}.training_harness", "measure_throughput", "gemm_peak")
         out = {}
         for device in DEVICES:
             if device == "cuda" and not cuda_available():
@@ -102,7 +102,7 @@ class StepMemory:
     timeout = 300
 
     def setup(self, network):
-        self.train = require("suite.train", "measure_throughput")
+        self.train = require(f"{__package__}.training_harness", "measure_throughput")
 
     def peakmem_train_step(self, network):
         layers, width, kernel = NETWORKS[network]

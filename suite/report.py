@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from . import layout
 from .browser import MARK_IMAGES_JS
 from .rundir import read_stage, write_bytes_atomic
-
-STAGES = ("dns", "train", "transfer", "analyze", "les", "report")
+from .stages import PIPELINE as STAGES
 
 
 # --------------------------------------------------------------------------------------------
@@ -76,7 +76,7 @@ def _fig_png(fig) -> bytes:
 
 
 def _stores(run_dir: Path) -> dict[str, Path]:
-    d = run_dir / "fdns"
+    d = layout.fdns_dir(run_dir)
     return {p.name[:-5]: p for p in sorted(d.glob("*.zarr"))} if d.is_dir() else {}
 
 
@@ -144,7 +144,7 @@ def _spectra_section(run_dir: Path, attrs: dict) -> str:
 
 
 def _base_section(run_dir: Path) -> str:
-    p = run_dir / "models" / "base" / "metrics.json"
+    p = layout.base_model_dir(run_dir) / "metrics.json"
     if not p.is_file():
         return _missing("no base network: run `turbtl train`")
     m = json.loads(p.read_text())
@@ -223,7 +223,7 @@ def _disagreements(rows) -> str:
 
 
 def _les_section(run_dir: Path) -> str:
-    d = run_dir / "les"
+    d = layout.les_dir(run_dir)
     csvs = sorted(d.glob("*_metrics.csv")) if d.is_dir() else []
     if not csvs:
         return _missing("no online LES: run `turbtl les`")
@@ -233,7 +233,7 @@ def _les_section(run_dir: Path) -> str:
         df = pd.read_csv(c)
         out.append(f"<h3>{_esc(c.stem.replace('_metrics', ''))}</h3>")
         out.append(_table(list(df.columns), df.values.tolist()))
-    for png in sorted((run_dir / "figures").glob("les_*.png")):
+    for png in sorted(layout.figures_dir(run_dir).glob("les_*.png")):
         out.append(_img_file(png, png.stem.replace("_", " ")))
     return "".join(out)
 
@@ -248,7 +248,7 @@ def _timings_section(run_dir: Path) -> str:
 
 
 def _provenance_section(run_dir: Path, attrs: dict) -> str:
-    meta = run_dir / "models" / "base" / "meta.json"
+    meta = layout.base_model_dir(run_dir) / "meta.json"
     prov = None
     if meta.is_file():
         prov = json.loads(meta.read_text()).get("provenance")
@@ -304,6 +304,6 @@ def write_report(run_dir: str | Path) -> Path:
             "<p>Transfer learning of CNN subgrid-scale closures for 2D turbulence "
             "(after Subel, Guan, Chattopadhyay &amp; Hassanzadeh, PNAS Nexus 2023).</p>"
             f"<nav>{nav}</nav>{body}{MARK_IMAGES_JS}</body></html>")
-    out = run_dir / "report.html"
+    out = layout.report_path(run_dir)
     write_bytes_atomic(out, page.encode())
     return out

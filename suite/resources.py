@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UsageError
+from .stages import PIPELINE as STAGES
 
 PROCESS_BYTES = 0.4e9
 DNS_BYTES_PER_POINT = 185.0
@@ -45,8 +46,6 @@ STEP_S0, STEP_C = 2e-4, 4.5e-9
 SAMPLE_S0, SAMPLE_C = 1e-3, 40e-9
 CPU_FLOPS = 10e9
 LES_STEP_FACTOR = 3.0  # an LES step (closure, dealiasing) costs about 3 DNS steps of the same grid
-
-STAGES = ("dns", "train", "transfer", "analyze", "les", "report")
 
 
 class ResourceError(UsageError):

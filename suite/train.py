@@ -17,12 +17,11 @@ no gradient and are not given to the optimizer.
 
 :func:`train_base` is ``turbtl train``: it reads ``DIR/fdns/<system>.zarr``, trains, evaluates the
 test split against the physics closures of ``solver.closures`` and writes ``DIR/models/base/``.
-:func:`measure_throughput` and :func:`gemm_peak` are the plain functions benchmarks time.
+The benchmark harness of training (samples/s against the GEMM peak) is ``bench/training_harness.py``.
 """
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 import time
@@ -32,13 +31,18 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from solver import closures
 
 from . import ddp as D
+from . import layout
 from .dataset import FDNSData, SplitTensors, batch_indices, denormalize
 from .errors import DataError, UsageError
 from .metrics import evaluate
 from .model import ClosureCNN, model_from_config, save_model
-from .rundir import write_bytes_atomic
+from .provenance import provenance
+from .rundir import write_bytes_atomic, write_json_atomic
 
 METRIC_KEYS = ("cc", "cc_backscatter", "cc_diffusion", "rel_l2")
 
@@ -82,13 +86,15 @@ class FitResult:
 # the loop
 
 
-def _autocast(device: torch.device, bf16: bool):
+def autocast(device: torch.device, bf16: bool):
+    """bfloat16 autocast on CUDA when ``bf16``, else a disabled autocast (float32)."""
     if bf16 and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return torch.autocast(device.type, enabled=False)
 
 
-def _fmt(device: torch.device, channels_last: bool):
+def memory_format(device: torch.device, channels_last: bool):
+    """The torch memory format the network and its batches use."""
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
@@ -117,7 +123,7 @@ def mse_sum(model, data: SplitTensors, batch: int, device, env: D.DistEnv | None
             channels_last: bool = True, bf16: bool = False) -> tuple[float, int]:
     """(Σ squared error, element count) of normalized Π over this rank's share of ``data``."""
     rank, world = (env.rank, env.world) if env else (0, 1)
-    fmt = _fmt(device, channels_last)
+    fmt = memory_format(device, channels_last)
     sse, count = 0.0, 0
     with torch.no_grad():
         for idx, _ in batch_indices(len(data), batch, 0, 0, rank, world, shuffle=False):
@@ -125,7 +131,7 @@ def mse_sum(model, data: SplitTensors, batch: int, device, env: D.DistEnv | None
                 continue
             xb = data.x[idx].to(device).contiguous(memory_format=fmt)
             yb = data.y[idx].to(device)
-            with _autocast(device, bf16):
+            with autocast(device, bf16):
                 pred = model(xb)
             sse += float(((pred.float() - yb) ** 2).sum())
             count += yb.numel()
@@ -142,7 +148,7 @@ def fit(model: ClosureCNN, train: SplitTensors, val: SplitTensors | None, settin
     """
     env = env or D.DistEnv(0, 1, 0, torch.device("cpu"), None, "none")
     device = env.device
-    fmt = _fmt(device, settings.channels_last)
+    fmt = memory_format(device, settings.channels_last)
     model.to(device=device, memory_format=fmt)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -169,7 +175,6 @@ def fit(model: ClosureCNN, train: SplitTensors, val: SplitTensors | None, settin
     stop = settings.epochs if stop_after is None else min(settings.epochs, start + stop_after)
     bar = None
     if settings.progress and env.is_root and start < stop:
-        from tqdm.auto import tqdm
         nb = math.ceil(n / settings.batch_size)
         bar = tqdm(total=(stop - start) * nb, desc=settings.desc, unit="batch", dynamic_ncols=True,
                    initial=0, leave=False)
@@ -183,7 +188,7 @@ def fit(model: ClosureCNN, train: SplitTensors, val: SplitTensors | None, settin
             xb = train.x[idx].to(device, non_blocking=True).contiguous(memory_format=fmt)
             yb = train.y[idx].to(device, non_blocking=True)
             result.data_wait_s += time.perf_counter() - tw
-            with _autocast(device, settings.bf16):
+            with autocast(device, settings.bf16):
                 pred = net(xb)
             err = ((pred.float() - yb) ** 2).sum()
             loss = err * (env.world / (gcount * per_sample))
@@ -244,7 +249,6 @@ def evaluate_model(model: ClosureCNN, data: SplitTensors, device="cpu", spectra:
 def evaluate_baselines(raw: dict[str, np.ndarray], L: float, delta: float, cs: float, cl: float,
                        models=None) -> dict:
     """The physics closures (``solver.closures``) on float64 (ψ̄, ω̄, Π) of a split."""
-    from solver import closures
     out = {}
     for name in models or closures.MODELS:
         pred = closures.predict(name, raw["psi"], raw["omega"], L, delta, cs=cs, cl=cl)
@@ -266,7 +270,7 @@ def metrics_table(rows: dict[str, dict]) -> str:
 
 
 def base_paths(run_dir: str | Path) -> dict[str, Path]:
-    out = Path(run_dir) / "models" / "base"
+    out = layout.base_model_dir(run_dir)
     return {"dir": out, "model": out / "model.pt", "checkpoint": out / "checkpoint.pt",
             "metrics": out / "metrics.json"}
 
@@ -279,13 +283,10 @@ def train_base(cfg, run_dir: str | Path, system: str | None = None, env: D.DistE
     that bad data leaves the folder as it was); the files of a previous model are replaced at the end.
     Returns the metrics dict (also written to ``metrics.json``). Every rank calls it; rank 0 writes.
     """
-    from .provenance import provenance
-    from .rundir import write_json_atomic
-
     env = env or D.setup("cpu")
     system = system or cfg.train.system
     cfg.system(system)  # validates the name
-    store = Path(run_dir) / "fdns" / f"{system}.zarr"
+    store = layout.fdns_store(run_dir, system)
     if not store.exists():
         raise DataError(f"FDNS store {store} not found: run `turbtl dns` first (system {system!r})", field="store")
     paths = base_paths(run_dir)
@@ -326,99 +327,3 @@ def train_base(cfg, run_dir: str | Path, system: str | None = None, env: D.DistE
         log(metrics_table(rows))
     D.barrier(env)
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# performance
-
-
-def gemm_peak(device="cpu", n: int = 2048, repeats: int = 5) -> float:
-    """Measured float32 GEMM rate (GFLOP/s) of ``n × n`` matmuls on ``device`` (best of ``repeats``)."""
-    device = torch.device(device)
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    best = float("inf")
-    for _ in range(repeats + 1):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        (a @ b).sum().item()
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n ** 3 / best / 1e9
-
-
-def train_flops_per_sample(model: ClosureCNN, ny: int, nx: int) -> float:
-    """FLOPs of one training sample: forward + weight gradient for every layer, input gradient for
-    every layer but the first (the data need no gradient)."""
-    k = model.config["kernel"]
-    per = [2 * k * k * c.in_channels * c.out_channels * ny * nx for c in model.convs]
-    return float(3 * sum(per) - per[0])
-
-
-def measure_throughput(layers: int = 11, width: int = 64, kernel: int = 5, padding: str = "circular",
-                       batch: int = 16, n: int = 128, steps: int = 3, warmup: int = 1, device="cpu",
-                       channels_last: bool = True, bf16: bool = False, builtin_padding: bool = False,
-                       peak: float | None = None) -> dict:
-    """Training samples/s and achieved GFLOP/s of a network on random data, vs the GEMM peak.
-
-    ``builtin_padding=True`` runs the ``nn.Conv2d`` modules themselves (PyTorch's own padding)
-    instead of the model's fast path, for comparison.
-    """
-    device = torch.device(device)
-    torch.manual_seed(0)
-    model = ClosureCNN(layers, width, kernel, padding=padding).to(device)
-    fmt = _fmt(device, channels_last)
-    model.to(memory_format=fmt)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-5)
-    x = torch.randn(batch, 2, n, n, device=device).contiguous(memory_format=fmt)
-    y = torch.randn(batch, 1, n, n, device=device)
-
-    def forward(h):
-        if not builtin_padding:
-            return model(h)
-        for i, conv in enumerate(model.convs):
-            h = conv(h)
-            if i < layers - 1:
-                h = torch.relu(h)
-        return h
-
-    def step():
-        with _autocast(device, bf16):
-            out = forward(x)
-        loss = ((out.float() - y) ** 2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    for _ in range(warmup):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    dt = (time.perf_counter() - t0) / steps
-    flops = train_flops_per_sample(model, n, n) * batch
-    peak = gemm_peak(device) if peak is None else peak
-    return {"samples_per_s": batch / dt, "gflops_per_s": flops / dt / 1e9, "gemm_peak_gflops_per_s": peak,
-            "fraction_of_peak": flops / dt / 1e9 / peak, "step_s": dt, "batch": batch, "n": n,
-            "padding": padding, "builtin_padding": builtin_padding, "channels_last": channels_last,
-            "device": str(device), "threads": torch.get_num_threads(), "bf16": bf16}
-
-
-if __name__ == "__main__":  # python -m suite.train: print the throughput figures of this machine
-    import argparse
-    ap = argparse.ArgumentParser(description=measure_throughput.__doc__)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--n", type=int, default=128)
-    ap.add_argument("--steps", type=int, default=3)
-    a = ap.parse_args()
-    pk = gemm_peak(a.device)
-    for pad, builtin, cl in (("zeros", False, True), ("circular", True, True), ("circular", False, True),
-                             ("circular", False, False)):
-        r = measure_throughput(padding=pad, builtin_padding=builtin, channels_last=cl, batch=a.batch, n=a.n,
-                               steps=a.steps, device=a.device, peak=pk)
-        print(json.dumps(r))

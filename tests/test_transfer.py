@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import torch
 
+from bench.sweep_harness import sharing_floor, work_units
 from suite import transfer as T
 from suite.masks import select
 from suite.model import load_model
@@ -227,9 +228,9 @@ def test_missing_base_network_or_store_exits_2(run):
 def test_floor_counts_layer_work():
     # 11 equal layers, singles: 0.7 of naive (REFERENCE/issue 7), the prefix computed once amortized
     flops = [1.0] * 11
-    fl = T.sharing_floor(select("singles", 11), flops, epochs=10**9)
+    fl = sharing_floor(select("singles", 11), flops, epochs=10**9)
     assert fl["floor"] == pytest.approx(132 / 187, rel=1e-6)
     # a frozen-suffix-only subset trains layer L: naive runs L forwards, shared one
-    assert T.work_units("001", [1.0] * 3, shared=False) == 3 + 0 + 1
-    assert T.work_units("001", [1.0] * 3, shared=True) == 1 + 0 + 1
-    assert T.work_units("101", [1.0] * 3, shared=True) == 3 + 2 + 2
+    assert work_units("001", [1.0] * 3, shared=False) == 3 + 0 + 1
+    assert work_units("001", [1.0] * 3, shared=True) == 1 + 0 + 1
+    assert work_units("101", [1.0] * 3, shared=True) == 3 + 2 + 2

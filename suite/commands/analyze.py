@@ -10,6 +10,7 @@ import json
 import time
 from pathlib import Path
 
+from .. import layout
 from ..errors import DataError, UsageError
 from .common import add_config_options, add_resource_options, check_resources, config_from_args, need, run_dir_from_args
 
@@ -19,13 +20,13 @@ def _check_inputs(run_dir: Path, cfg) -> None:
     from analysis.aggregate import find_networks
     from suite.model import load_model
     for s in [cfg.train.system] + list(cfg.transfer.targets):
-        p = run_dir / "fdns" / f"{s}.zarr"
+        p = layout.fdns_store(run_dir, s)
         if not p.exists():
             raise DataError(f"{p}: FDNS store of system {s!r} not found (run `turbtl dns` first)", field="store")
         from suite.fdns import read_attrs
         read_attrs(p)
-    need(run_dir / "models" / "base" / "model.pt", "train", "the base network")
-    load_model(run_dir / "models" / "base")  # DataError if damaged
+    need(layout.base_model_dir(run_dir) / "model.pt", "train", "the base network")
+    load_model(layout.base_model_dir(run_dir))  # DataError if damaged
     for t in cfg.transfer.targets:  # nothing to analyze before the sweep has networks
         if not find_networks(run_dir, t):
             raise DataError(f"{run_dir / 'models' / 'tl' / t}: no transfer-learned network of target {t!r}; run "
@@ -36,9 +37,9 @@ def _finished(run_dir: Path, targets) -> bool:
     """A recorded analysis whose sweep stores hold every network of the sweep as it stands now."""
     from analysis.aggregate import _pending, find_networks
     from suite.rundir import read_stage
-    if read_stage(run_dir, "analyze") is None or not (run_dir / "analysis" / "summary.json").is_file():
+    if read_stage(run_dir, "analyze") is None or not (layout.analysis_dir(run_dir) / "summary.json").is_file():
         return False
-    return all(_pending(run_dir / "analysis" / f"sweep_{t}.zarr", find_networks(run_dir, t)) == [] for t in targets)
+    return all(_pending(layout.analysis_dir(run_dir) / f"sweep_{t}.zarr", find_networks(run_dir, t)) == [] for t in targets)
 
 
 def run(args) -> int:
@@ -75,7 +76,7 @@ def run(args) -> int:
                 cluster.close()
         plot_all(run_dir, targets, cfg.model.layers)
         s = summary(run_dir)
-        write_json_atomic(run_dir / "analysis" / "summary.json", s | {"provenance": provenance(cfg.to_dict())})
+        write_json_atomic(layout.analysis_dir(run_dir) / "summary.json", s | {"provenance": provenance(cfg.to_dict())})
         best = ", ".join(f"{t}: recommend {v['recommended']} / best {v['measured_best']} "
                          f"(rho {v['spearman_rho']:.2f})" for t, v in s["targets"].items())
         line = (f"analyze: {info['networks']} networks ({info['computed']} computed, "

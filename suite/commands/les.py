@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from .. import layout
 from ..errors import UsageError
 from .common import add_config_options, add_resource_options, check_resources, config_from_args, csv_list, need_complete, run_dir_from_args
 
@@ -34,7 +35,7 @@ def run(args) -> int:
     run_dir = run_dir_from_args(args, cfg)
     prepare(cfg, run_dir)  # closures, networks and stores checked before anything is written
     for s in cfg.les.systems:  # a DNS stopped early has nothing to compare with: exit 2, nothing written
-        need_complete(run_dir / "fdns" / f"{s}.zarr", {"test": 1}, "`turbtl les`")
+        need_complete(layout.fdns_store(run_dir, s), {"test": 1}, "`turbtl les`")
     check_resources(args, cfg, "les", run_dir)
     t0 = time.perf_counter()
     with run_lock(run_dir, "les", cfg=cfg):

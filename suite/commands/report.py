@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from .. import layout
 from ..errors import DataError
 from .common import add_config_options, config_from_args
 
@@ -15,7 +16,7 @@ def run(args) -> int:
     # a given --config/--preset is validated even though the report needs only the run folder
     cfg = config_from_args(args) if (args.config or args.preset or args.run_dir is None) else None
     run_dir = check_run_dir(Path(args.run_dir) if args.run_dir else Path("runs") / cfg.preset, cfg, create=False)
-    finished = any(p.name != "report.json" for p in (run_dir / "stages").glob("*.json"))
+    finished = any(p.name != "report.json" for p in layout.stages_dir(run_dir).glob("*.json"))
     if not finished and not is_busy(run_dir):  # a busy folder: the lock names its holder (exit 2)
         raise DataError(f"--run-dir {run_dir}: no stage has finished in this run folder, there is nothing to "
                         "report; run `turbtl dns` first (or `turbtl run` for every stage)", field="run-dir")

@@ -11,10 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+from .. import layout
 from ..errors import UsageError
+from ..stages import PIPELINE as STAGES
 from .common import add_config_options, add_resource_options, config_from_args, run_dir_from_args
-
-STAGES = ("dns", "train", "transfer", "analyze", "les", "report")
 
 
 def _stage_argv(stage: str, args, run_dir: Path) -> list[str]:
@@ -71,7 +71,7 @@ def run(args) -> int:
         line = rec["summary"] if rec else "done"
         print(f"-- {stage}: {line} [{time.perf_counter() - t0:.1f} s]", flush=True)
     print(f"\nturbtl run: all stages done in {time.perf_counter() - t_all:.1f} s")
-    print(f"report: {(run_dir / 'report.html').resolve()}")
+    print(f"report: {layout.report_path(run_dir).resolve()}")
     return 0
 
 

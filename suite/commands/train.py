@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 
+from .. import layout
 from ..errors import UsageError
 from .common import add_config_options, add_resource_options, check_resources, config_from_args, need_complete, run_dir_from_args
 
@@ -48,7 +49,7 @@ def run(args) -> int:
     if args.nproc > 1 and D.detect()[1] == 1:
         return _relaunch(args)
     run_dir = run_dir_from_args(args, cfg)
-    store = run_dir / "fdns" / f"{system}.zarr"
+    store = layout.fdns_store(run_dir, system)
     from ..fdns import read_attrs
     read_attrs(store)  # missing / foreign store: exit 2 before anything is written
     # a DNS stopped early: every split must have a complete member (exit 2, nothing written)

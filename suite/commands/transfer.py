@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from .. import layout
 from ..errors import UsageError
 from .common import add_config_options, add_resource_options, check_resources, config_from_args, csv_list, need, run_dir_from_args
 
@@ -63,8 +64,8 @@ def run(args) -> int:
     cfg = config_from_args(args, _overrides(args))  # validates every value
     part = T.parse_slice(args.slice)
     run_dir = run_dir_from_args(args, cfg)
-    need(run_dir / "models" / "base" / "model.pt", "train", "the base network")
-    base = load_model(run_dir / "models" / "base")  # DataError if damaged: nothing written
+    need(layout.base_model_dir(run_dir) / "model.pt", "train", "the base network")
+    base = load_model(layout.base_model_dir(run_dir))  # DataError if damaged: nothing written
     layers = base[0].n_layers
     if layers != cfg.model.layers:
         raise DataError(f"the base network in {run_dir / 'models' / 'base'} has {layers} layers, the "
@@ -73,7 +74,7 @@ def run(args) -> int:
     masks = select(cfg.transfer.subsets, layers)
     t = cfg.transfer
     for target in t.targets:
-        read_attrs(run_dir / "fdns" / f"{target}.zarr")  # missing / foreign store: exit 2
+        read_attrs(layout.fdns_store(run_dir, target))  # missing / foreign store: exit 2
     device = str(resolve_device(args.device))
     spec = T.SweepSpec.from_config(cfg, run_dir, device=device)
     ctx = T.Context(spec, base=base)

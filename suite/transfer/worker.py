@@ -1,0 +1,268 @@
+"""Running the sweep's jobs: a worker's view of the run (:class:`Context`: the base network, the
+target data, the prefix caches), one job trained and stored, and the local process pool."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from .. import layout
+from ..dataset import FDNSData, SplitTensors
+from ..ddp import DistEnv
+from ..errors import DataError
+from ..masks import n_trained
+from ..metrics import evaluate
+from ..model import ClosureCNN, load_model, save_model
+from ..provenance import provenance
+from ..rundir import write_json_atomic
+from ..train import TrainSettings, fit, mse_sum, predict
+from .jobs import Job, is_done, model_dir, row_path
+from .prefix import PREFIX_BATCH, PrefixCache, Suffix, prefix_activations, with_inputs
+from .results import COLUMNS, write_results
+
+EVAL_CACHE_BYTES = 1 << 30
+
+
+@dataclass
+class SweepSpec:
+    """Everything a worker needs (plain values: it crosses process boundaries)."""
+
+    run_dir: str
+    epochs: int
+    batch_size: int
+    lr: float
+    bf16: bool = False
+    share_prefix: bool = True
+    device: str = "cpu"
+    provenance: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, cfg, run_dir, device: str = "cpu") -> "SweepSpec":
+        t = cfg.transfer
+        return cls(run_dir=str(run_dir), epochs=t.epochs, batch_size=cfg.train.batch_size, lr=cfg.train.lr,
+                   bf16=cfg.train.bf16, share_prefix=t.share_prefix, device=device,
+                   provenance=provenance(cfg.to_dict(), stage="transfer"))
+
+
+class Context:
+    """A worker's view of the run: the base network, the target data and the prefix caches."""
+
+    def __init__(self, spec: SweepSpec, base: tuple | None = None):
+        self.spec = spec
+        self.device = torch.device(spec.device)
+        run_dir = spec.run_dir
+        self.base_model, self.norm, self.base_meta = base or load_model(layout.base_model_dir(run_dir))
+        self.n_base = base_train_size(self.base_meta, run_dir)
+        self._data: dict = {}
+        self._tensors: dict = {}
+        self.train_cache = PrefixCache(2)
+        self.eval_cache = PrefixCache(4)
+
+    # -- data ----------------------------------------------------------------------------------
+    def data(self, target: str) -> FDNSData:
+        if target not in self._data:
+            self._data[target] = FDNSData(layout.fdns_store(self.spec.run_dir, target))
+        return self._data[target]
+
+    def sample_count(self, fraction: float) -> int:
+        return max(1, int(round(fraction * self.n_base)))
+
+    def tensors(self, target: str, split: str, fraction: float | None = None, seed: int = 0) -> SplitTensors | None:
+        """Normalized (base units) tensors: the small training sample, or the full val/test split."""
+        key = (target, split, fraction, seed)
+        if key not in self._tensors:
+            d = self.data(target)
+            if split == "train":
+                t = d.tensors("train", self.norm, seed=seed, count=self.sample_count(fraction))
+            else:
+                t = d.tensors(split, self.norm) if len(d.members(split)) else None
+            self._tensors[key] = t
+        return self._tensors[key]
+
+    # -- prefix ----------------------------------------------------------------------------------
+    def train_input(self, job: Job, start: int) -> SplitTensors:
+        train = self.tensors(job.target, "train", job.fraction, job.seed)
+        if start == 0:
+            return train
+        acts = self.train_cache.get((job.target, job.fraction, job.seed, start),
+                                    lambda: prefix_activations(self.base_model, train.x, start, self.device))
+        return with_inputs(train, acts)
+
+    def eval_input(self, target: str, split: str, start: int) -> SplitTensors | None:
+        data = self.tensors(target, split)
+        if data is None or start == 0:
+            return data
+        size = len(data) * self.base_model.config["width"] * data.x.shape[-2] * data.x.shape[-1] * 4
+        if size > EVAL_CACHE_BYTES:
+            return None
+        acts = self.eval_cache.get((target, split, start),
+                                   lambda: prefix_activations(self.base_model, data.x, start, self.device))
+        return with_inputs(data, acts)
+
+    # -- the job -----------------------------------------------------------------------------------
+    def network(self, job: Job) -> ClosureCNN:
+        """The job's starting network: the base weights (tl, base) or seeded random ones (scratch)."""
+        if job.kind == "scratch":
+            torch.manual_seed(job.seed)
+            return ClosureCNN(**self.base_model.config)
+        net = ClosureCNN(**self.base_model.config)
+        net.load_state_dict(self.base_model.state_dict())
+        return net
+
+    def run(self, job: Job) -> tuple[dict, ClosureCNN, dict]:
+        """Train (or, for ``base``, only evaluate) one job: (row, network, loss history)."""
+        for split, args in (("train", (job.fraction, job.seed)), ("val", ()), ("test", ())):
+            self.tensors(job.target, split, *args)  # read once per worker, not timed
+        t0 = time.perf_counter()
+        net = self.network(job)
+        net.set_trainable(job.mask)
+        start = job.first - 1 if (job.kind == "tl" and self.spec.share_prefix) else 0
+        train = self.train_input(job, start)
+        module = Suffix(net, start) if start else net
+        history = {"train_loss": [], "val_loss": [], "epoch_time_s": []}
+        epochs = 0
+        if job.kind != "base":
+            settings = TrainSettings(epochs=self.spec.epochs, batch_size=self.spec.batch_size, lr=self.spec.lr,
+                                     seed=job.seed, bf16=self.spec.bf16, progress=False)
+            res = fit(module, train, None, settings, env=local_env(self.device))
+            history, epochs = res.history, res.epochs_run
+            train_loss = history["train_loss"][-1]
+        else:
+            train_loss = _mse(module, train, self.spec.batch_size, self.device)
+        val_loss = float("nan")
+        val = self.eval_input(job.target, "val", start)
+        if val is None:
+            val, module_v = self.tensors(job.target, "val"), net
+        else:
+            module_v = module
+        if val is not None:
+            val_loss = _mse(module_v, val, self.spec.batch_size, self.device)
+            history["val_loss"] = history.get("val_loss", []) + [val_loss]
+        test = self.tensors(job.target, "test")
+        test_in = self.eval_input(job.target, "test", start)
+        module_t = module if test_in is not None else net
+        pred = predict(module_t, test_in if test_in is not None else test, batch=PREFIX_BATCH, device=self.device)
+        metrics = evaluate(pred, test.raw("pi"), test.raw("omega"), test.L)
+        row = {"target": job.target, "fraction": job.fraction, "seed": job.seed, "mask": job.mask,
+               "kind": job.kind, **{k: metrics[k] for k in ("cc", "cc_backscatter", "cc_diffusion", "rel_l2")},
+               "epochs": epochs, "wall_time_s": time.perf_counter() - t0,
+               "n_trainable": net.n_params(trainable_only=True),
+               "first_trainable": job.first, "n_layers_trained": n_trained(job.mask),
+               "final_train_loss": float(train_loss), "final_val_loss": float(val_loss)}
+        net.to(device="cpu")
+        return row, net, history
+
+    def run_and_store(self, job: Job) -> dict:
+        """:meth:`run`, then write the model folder and (last, atomically) the row file."""
+        row, net, history = self.run(job)
+        folder = model_dir(self.spec.run_dir, job)
+        if folder is not None:
+            train = self.tensors(job.target, "train", job.fraction, job.seed)
+            meta = {"provenance": self.spec.provenance | {"target": job.target, "fraction": job.fraction,
+                                                          "seed": job.seed, "mask": job.mask, "kind": job.kind},
+                    "history": history, "metrics": {k: row[k] for k in COLUMNS[5:9]},
+                    "n_train": len(train), "train_index": train.index.tolist(), "row": row}
+            save_model(folder, net, self.norm, meta)
+        write_json_atomic(row_path(self.spec.run_dir, job), row)
+        return row
+
+
+def local_env(device: torch.device) -> DistEnv:
+    """The single-process (no DDP) environment ``fit`` trains a sweep network in."""
+    return DistEnv(0, 1, 0, device, None, "none")
+
+
+def _mse(module, data: SplitTensors, batch: int, device) -> float:
+    sse, count = mse_sum(module, data, batch, torch.device(device))
+    return sse / count
+
+
+def base_train_size(meta: dict, run_dir) -> int:
+    """The base network's training-set size (fractions are of it)."""
+    n = meta.get("n_train")
+    if not isinstance(n, int) or n < 1:
+        raise DataError(f"{layout.base_model_dir(run_dir) / 'meta.json'}: no n_train (the base network's "
+                        "training-set size); retrain it with `turbtl train`", field="model")
+    return n
+
+
+# --------------------------------------------------------------------------------------------
+# workers
+
+
+_CTX: Context | None = None
+
+
+def _init_worker(spec: SweepSpec, threads: int) -> None:
+    global _CTX
+    torch.set_num_threads(max(1, threads))
+    _CTX = Context(spec)
+
+
+def _work(job: Job) -> dict:
+    return _CTX.run_and_store(job)
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def run_sweep(spec: SweepSpec, jobs: list[Job], workers: int = 1, progress: bool = True,
+              on_row=None) -> list[dict]:
+    """Run every job not yet finished, on ``workers`` local processes (1: in this process).
+
+    Torch threads per worker: cores // workers. Returns the rows finished by this call, in
+    completion order. Rebuilds ``results.csv`` of every target touched, at the end.
+    """
+    todo = [j for j in jobs if not is_done(spec.run_dir, j)]
+    threads = max(1, cpu_count() // max(1, workers))
+    bar = None
+    if progress:
+        bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="transfer", unit="subset",
+                   dynamic_ncols=True)
+    best: dict = {}
+    done = []
+
+    def finished(row):
+        done.append(row)
+        if row["kind"] == "tl" and (not best or row["cc"] > best["cc"]):
+            best.update(row)
+        if bar is not None:
+            bar.update(1)
+            if best:
+                bar.set_postfix_str(f"best {best['target']} {best['mask']} CC {best['cc']:.4f}")
+        if on_row is not None:
+            on_row(row)
+
+    try:
+        if workers <= 1 or len(todo) <= 1:
+            prev = torch.get_num_threads()
+            _init_worker(spec, threads)
+            try:
+                for job in todo:
+                    finished(_work(job))
+            finally:
+                torch.set_num_threads(prev)
+        else:
+            ctx = mp.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                                     initargs=(spec, threads)) as pool:
+                pending = {pool.submit(_work, j) for j in todo}
+                while pending:
+                    fin, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for f in fin:
+                        finished(f.result())
+    finally:
+        if bar is not None:
+            bar.close()
+        for t in sorted({j.target for j in jobs}):
+            write_results(spec.run_dir, t)
+    return done
