@@ -3,7 +3,7 @@ bench/mpi.py) and bench/run.sh time. They used to live in solver modules; the so
 no timing code (docs/architecture.md).
 
 - :func:`measure_step_vs_floor`: one forced-turbulence step against the FFT floor of its backend;
-- :func:`bench_steps`: AB2-CN steps of an MPI ensemble (:class:`solver.ensemble.EnsembleRun`);
+- :func:`bench_steps`: AB2-CN steps of an MPI ensemble (:class:`solver.ensemble.Ensemble`);
 - :func:`bench_fft_pairs`: planned forward + inverse slab-FFT pairs over an MPI group;
 - the MPI command line (one thread per rank; rank 0 prints one line of ``key=value``)::
 
@@ -24,7 +24,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from solver.backends import make_backend
-from solver.ensemble import EnsembleRun
+from solver.ensemble import Ensemble
 from solver.equation import Equation, Parameters
 from solver.forcing import make_forcing
 from solver.grid import Grid
@@ -86,7 +86,7 @@ def measure_step_vs_floor(n: int, backend: str = "numpy", dtype: str = "float64"
         best = min(best, timed(lambda: st(state)))
         floor = min(floor, timed(floor_step))
         floor_pruned = min(floor_pruned, timed(pruned_step))
-    return {"n": n, "backend": be.describe(), "kernels": eq.ops.name, "ms_per_step": best * 1e3,
+    return {"n": n, "backend": be.describe(), "kernels": (eq.kernels if hasattr(eq, "kernels") else eq.ops).name, "ms_per_step": best * 1e3,
             "floor_ms": floor * 1e3, "ratio": best / floor, "mpoints_steps_per_s": n * n / best / 1e6,
             "pruned_floor_ms": floor_pruned * 1e3, "ratio_to_pruned": best / floor_pruned}
 
@@ -102,7 +102,7 @@ def bench_steps(n: int, steps: int, comm=None, *, members: int = 1, ranks_per_me
     rpm = size if ranks_per_member is None else ranks_per_member
     system = SimpleNamespace(re=2e4, mu=0.1, beta=0.0, hyperviscosity=0.0, hyper_order=2, forcing="cos-xy",
                              kf=4.0, eps=0.0, kp=10.0, init_energy=0.5, init="random")
-    run = EnsembleRun(comm, n=n, members=members, system=system, dt=1e-4, ranks_per_member=rpm,
+    run = Ensemble(comm, n=n, members=members, system=system, dt=1e-4, ranks_per_member=rpm,
                       backend=backend, dtype=dtype, device=device, threads=threads, check_every=10**9)
     run.start().advance(2)
     best = math.inf

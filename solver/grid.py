@@ -10,6 +10,7 @@ formula here works unchanged; global sums go through ``backend.allsum``.
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -31,6 +32,9 @@ class Grid:
       0 elsewhere; ``nyquist_free``: 0 on the Nyquist row/column, 1 elsewhere;
       ``weights``: Hermitian weights for sums over the half spectrum (1 on kx = 0 and the Nyquist
       column, 2 elsewhere), so Σ_full |f̂|² = Σ_half weights |f̂|².
+    ``host``: numpy copies of ``kx, ky, kxi, kyi, k2, inv_k2, dealias, nyquist_free, weights`` (the
+    local arrays, unbroadcast) for set-up code: operators, masks, spectra bins.
+    Masks: :meth:`mask` (of a dealiasing rule) and :meth:`mask_factors` are the only builders.
     """
 
     def __init__(self, n: int, L: float = 2 * math.pi, backend: FFTBackend | None = None):
@@ -48,10 +52,10 @@ class Grid:
         kx, ky = kxi * self.kscale, kyi * self.kscale
         k2 = kx**2 + ky**2
         inv_k2 = np.divide(1.0, k2, out=np.zeros_like(k2), where=k2 > 0)
-        kmax = (n - 1) // 3
-        self.kmax_dealias = kmax
-        dealias = ((np.abs(kxi) <= kmax) & (np.abs(kyi) <= kmax)).astype(float)
-        nyq = ((np.abs(kxi) < n // 2) & (np.abs(kyi) < n // 2)).astype(float)
+        self.kmax_dealias = (n - 1) // 3
+        self.host = SimpleNamespace(kx=kx, ky=ky, kxi=kxi, kyi=kyi, k2=k2, inv_k2=inv_k2)
+        dealias = np.logical_and(*self.mask_factors("2/3")).astype(float)
+        nyq = np.logical_and(*self.mask_factors("none")).astype(float)
         weights = np.where((kxi == 0) | (kxi == n // 2), 1.0, 2.0) * np.ones_like(k2)
         ys = np.arange(n, dtype=float)[be.y_slice] * self.dx
         self.x = be.asarray((np.arange(n, dtype=float) * self.dx).reshape(1, n))
@@ -64,18 +68,33 @@ class Grid:
         self.dealias = be.asarray(dealias)
         self.nyquist_free = be.asarray(nyq)
         self.weights = be.asarray(weights)
-        # numpy copies for set-up code (operators, masks, spectra bins)
-        self.np = {"kx": kx, "ky": ky, "kxi": kxi, "kyi": kyi, "k2": k2, "inv_k2": inv_k2,
-                   "dealias": dealias, "nyquist_free": nyq, "weights": weights}
+        self.host.dealias, self.host.nyquist_free, self.host.weights = dealias, nyq, weights
 
-    def mask(self, rule: str):
-        """The spectral mask of a dealiasing rule applied to the nonlinear term's output."""
+    @property
+    def np(self) -> dict:
+        """Deprecated: the host copies as a dict; use :attr:`host` (``grid.host.kx``)."""
+        return vars(self.host)
+
+    def mask_factors(self, rule: str) -> tuple[np.ndarray, np.ndarray]:
+        """(column, row) boolean factors of the modes a dealiasing rule keeps (host, local): the
+        2/3 rule keeps |kx|, |ky| <= (n-1)//3 (integers); "3/2" and "none" every mode below the
+        Nyquist wavenumber n/2 (the Nyquist row and column carry nothing)."""
+        if rule not in DEALIAS_RULES:
+            raise ParameterError(f"dealias = {rule!r}: must be one of {', '.join(DEALIAS_RULES)}",
+                                 name="dealias")
+        h = self.host
         if rule == "2/3":
-            return self.dealias
-        if rule in ("3/2", "none"):
-            return self.nyquist_free
-        raise ParameterError(f"dealias = {rule!r}: must be one of {', '.join(DEALIAS_RULES)}",
-                          name="dealias")
+            return np.abs(h.kxi) <= self.kmax_dealias, np.abs(h.kyi) <= self.kmax_dealias
+        return np.abs(h.kxi) < self.n // 2, np.abs(h.kyi) < self.n // 2
+
+    def mask(self, rule: str, host: bool = False):
+        """The modes a dealiasing rule keeps in the nonlinear term's output and the state: 1 on
+        the modes of :meth:`mask_factors` except k = 0 (the mean vorticity of a periodic domain is
+        zero: masking it leaves no rounding drift), 0 elsewhere. Float, of the local spectral
+        shape; a numpy array with ``host=True``, else a backend array."""
+        mx, my = self.mask_factors(rule)
+        m = np.broadcast_to((mx & my) * (self.host.k2 > 0), self.backend.spectral_shape).astype(float)
+        return m if host else self.backend.asarray(m)
 
     def mesh(self):
         """Physical coordinates (X, Y) as numpy arrays of the local shape."""

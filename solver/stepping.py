@@ -13,6 +13,12 @@ Each factory takes an :class:`~solver.equation.Equation` and a time step and ret
 
 Stochastic forcing is added after the deterministic update as ``f̂ = √dt ξ`` (Euler–Maruyama).
 
+The stepper contract: a stepper sees of the equation only :class:`SteppedEquation` — L
+(``linear_host``, from which it builds its coefficients), ``nonlinear(w, t, out, then)`` and the
+performance hook ``update_runner(batch)`` (with its piece ``kernels``), plus ``backend``, the
+kept-mode ``mask`` (initial states are projected on it) and the ``stochastic`` forcing.
+:class:`solver.equation.Equation` is one; its hot loop lives in :mod:`solver.fastpath`.
+
 The :class:`State` holds everything a restart needs: ``omega_hat``, the stepper's history
 (``history``: e.g. AB2's previous N), ``t``, ``step``, ``dt``, ``dt_prev`` and the RNG state of the
 stochastic forcing. :meth:`State.export` / :meth:`Stepper.restore` convert it to and from named
@@ -26,7 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -34,6 +40,20 @@ from .errors import ParameterError
 
 STEPPERS = ("ab2cn", "rk3cn", "etdrk4")
 ORDERS = {"ab2cn": 2, "rk3cn": 2, "etdrk4": 4}  # theoretical order of the coupled scheme
+
+
+class SteppedEquation(Protocol):
+    """What a :class:`Stepper` uses of its equation (``solver.equation.Equation`` is one)."""
+
+    backend: Any
+    linear_host: np.ndarray   # L, host complex128, local spectral shape
+    mask: Any                 # 1 on the modes the equation evolves (backend array)
+    stochastic: Any           # a stochastic forcing (get_state, set_state, increment) or None
+    kernels: Any              # elementwise kernels for the pieces of update_runner (solver.kernels)
+
+    def nonlinear(self, omega_hat, t: float, out=None, then: Callable | None = None): ...
+
+    def update_runner(self, batch=()) -> Callable: ...
 
 
 @dataclass
@@ -69,7 +89,7 @@ class Stepper:
     name = "abstract"
     order = 0
 
-    def __init__(self, equation, dt: float):
+    def __init__(self, equation: SteppedEquation, dt: float):
         if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
             raise ParameterError(f"dt = {dt!r}: must be a finite number > 0", name="dt")
         self.equation = equation
@@ -160,7 +180,7 @@ class AB2CN(Stepper):
     name, order = "ab2cn", 2
 
     def _coefficients(self):
-        L, dt = self.equation.linear_np, self.dt
+        L, dt = self.equation.linear_host, self.dt
         den = 1.0 - 0.5 * dt * L
         self.A = self._c_or_real((1.0 + 0.5 * dt * L) / den)
         self._B_np = dt / den
@@ -193,7 +213,7 @@ class AB2CN(Stepper):
             c1, c0 = 1.0 + 0.5 * ratio, 0.5 * ratio
             Bc, f0 = self._B_scaled(c1), -c0 / c1
 
-            update = self.equation.ops.ab2
+            update = self.equation.kernels.ab2
 
             def ab2(r, c):  # ω̂ <- A ω̂ + B c1 (N - (c0/c1) N_prev), piece by piece as N is finished
                 update(w, prev, n_now, A, Bc, f0, r, c)
@@ -214,7 +234,7 @@ class RK3CN(Stepper):
     c = (0.0, 8 / 15, 2 / 3)
 
     def _coefficients(self):
-        L, dt = self.equation.linear_np, self.dt
+        L, dt = self.equation.linear_host, self.dt
         self.stage = []
         for a, b in zip(self.alpha, self.beta):
             den = 1.0 - b * dt * L
@@ -250,7 +270,7 @@ class ETDRK4(Stepper):
     contour_points = 32
 
     def _coefficients(self):
-        L, dt = self.equation.linear_np, self.dt
+        L, dt = self.equation.linear_host, self.dt
         c = L * dt
         M = self.contour_points
         roots = np.exp(2j * np.pi * (np.arange(1, M + 1) - 0.5) / M)

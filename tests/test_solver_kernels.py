@@ -181,9 +181,9 @@ def test_results_do_not_depend_on_the_hot_loop_threads_or_pieces(stepper):
     out = []
     for threads, piece in ((1, 1 << 30), (3, 2 * 16 * 16 * 2)):  # 2 rows of 16 kept columns, 2 members
         def tune(eq):
-            eq.threads, eq.piece_bytes = threads, piece
+            eq.fast.threads, eq.fast.piece_bytes = threads, piece
         a, eq = _run(stepper=stepper, batch=2, tune=tune)
-        runner = eq.runner((2,))
+        runner = eq.fast.runner((2,))
         assert (runner.team is None) == (threads == 1)
         if threads == 1:
             assert len(runner.pieces) == 2  # the two kept row blocks, whole
@@ -197,7 +197,7 @@ def test_results_do_not_depend_on_the_hot_loop_threads_or_pieces(stepper):
 @pytest.mark.parametrize("beta", [0.0, 8.0])
 def test_numba_and_array_kernels_agree_over_a_run(beta):
     code = ("import numpy as np, sys; sys.path.insert(0, %r); from tests.test_solver_kernels import _run; "
-            "a, eq = _run(beta=%r); print(eq.ops.name); np.save(sys.argv[1], a)") % (ROOT, beta)
+            "a, eq = _run(beta=%r); print(eq.kernels.name); np.save(sys.argv[1], a)") % (ROOT, beta)
     out = {}
     for kind in ("numba", "numpy"):
         path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"turbtl-kernels-{os.getpid()}-{kind}.npy")
@@ -219,6 +219,6 @@ def test_extra_term_with_unmasked_output_leaves_the_removed_modes_alone(kind, mo
     rule keeps (AB2 and its Euler start, RK3), with array kernels (whole-row blocks) too."""
     for stepper in ("ab2cn", "rk3cn"):
         w, eq = _run(n=36, steps=5, stepper=stepper, extra=lambda w, t: np.ones_like(w))
-        outside = eq.grid.np["dealias"] == 0
+        outside = eq.grid.host.dealias == 0
         assert not w[np.broadcast_to(outside, w.shape)].any()
         assert w[np.broadcast_to(~outside, w.shape)].all()

@@ -1,0 +1,327 @@
+"""The hot loop of the nonlinear term: kept blocks, runners and the planned workspace.
+
+:class:`solver.equation.Equation` states the physics; this module makes its advective Jacobian
+(2/3 rule or none) fast. Nothing here changes a result: the same 5 real FFTs and the same
+elementwise operations as the reference formula, done in place on preallocated buffers, on the
+blocks of the spectral array that hold kept modes, in cache-sized pieces on a team of threads
+(:mod:`solver.workers`), with the kernels of :mod:`solver.kernels`.
+
+- :class:`FastPath` (one per equation): the kept blocks of the local spectral array, the
+  :class:`~solver.workers.BlockRunner` of any region (:meth:`FastPath.runner`), the runner
+  steppers update through (:meth:`FastPath.update_runner`) and one :class:`NonlinearPlan` per
+  batch shape (:meth:`FastPath.plan`). Set ``threads``/``piece_bytes`` before the first step to
+  change how the elementwise work is cut: results are bit-identical for any choice.
+- :class:`NonlinearPlan` (``equation``, ``batch``): the :class:`Workspace` (FFT plans, buffers,
+  coefficient vectors, sparse corrections) and the two hot operations: :meth:`~NonlinearPlan.jacobian`
+  (Ĵ into the workspace) and :meth:`~NonlinearPlan.minus_jacobian` (N = −Ĵ + F̂ into ``out``,
+  piece by piece, optionally followed on each piece by a stepper's update).
+
+Invariant of every spectral array the hot loop touches (docs/CONTRACTS.md "Solver hot loop"): zero
+outside the kept rows and right of the kept columns (:attr:`FastPath.kept_cols`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from .kernels import choose as choose_kernels
+from .workers import ARRAY_PIECE_BYTES, PIECE_BYTES, BlockRunner
+
+#: a forcing with more nonzero kept modes than this fraction is added densely (one pass with −Ĵ)
+DENSE_FORCING_FRACTION = 0.01
+
+
+class FastPath:
+    """Blocks, runners and plans of one :class:`~solver.equation.Equation` (see the module doc)."""
+
+    def __init__(self, equation):
+        self.equation, self.grid, self.backend = equation, equation.grid, equation.backend
+        self.dealias = equation.dealias
+        self.ops = choose_kernels(self.backend)  # the hot loop's elementwise kernels
+        # threads and piece size of the elementwise work (numpy backend)
+        self.threads = self.backend.threads
+        self.piece_bytes = None
+        self.kept_cols = slice(0, 0)
+        self.blocks = self._kept_blocks()
+        self._runners: dict = {}
+        self._plans: dict = {}
+
+    # -- geometry --------------------------------------------------------------------------------
+    def _kept_blocks(self):
+        """(row slice, column slice) blocks of the local spectral array holding every mode the
+        output mask keeps. The 2/3 rule keeps max(|kx|, |ky|) <= kmax: two row blocks (the rows
+        between them stay zero) x the columns :attr:`kept_cols` (those right of them are zero
+        in every spectral array the hot loop touches). With Numba kernels the blocks are just
+        that; with array kernels they span whole rows, because NumPy runs contiguous operations
+        several times faster than strided ones (the zero columns come along). Sets
+        :attr:`kept_cols`."""
+        n = self.grid.n
+        full = slice(0, self.backend.spectral_shape[1])
+        if self.dealias != "2/3":
+            self.kept_cols = full
+            return [(slice(0, n), full)]
+        kmax = self.grid.kmax_dealias
+        cols = np.nonzero(self.grid.host.kxi.ravel() <= kmax)[0]
+        if cols.size == 0:
+            self.kept_cols = slice(0, 0)
+            return []
+        self.kept_cols = slice(int(cols[0]), int(cols[-1]) + 1)
+        c = self.kept_cols if self.ops.name == "numba" else full
+        return [(slice(0, kmax + 1), c), (slice(n - kmax, n), c)]
+
+    def exact_blocks(self):
+        """The kept blocks cut to the kept columns (:attr:`blocks` may span whole rows)."""
+        return [(r, self.kept_cols) for r, _ in self.blocks]
+
+    def zero_blocks(self):
+        """The spectral entries outside the kept blocks that must be re-zeroed before each planned
+        inverse (it destroys its input there): the rows between the two row blocks, in the kept
+        columns when the backend ``skips_kx`` (its inverse never writes the others), else in all
+        columns and, beside narrow kept blocks, the columns right of them too."""
+        if self.dealias != "2/3":
+            return []
+        n, ncol = self.grid.n, self.backend.spectral_shape[1]
+        if not self.blocks:
+            return [] if self.backend.skips_kx else [(slice(0, n), slice(0, ncol))]
+        kmax = self.grid.kmax_dealias
+        if self.backend.skips_kx:
+            return [(slice(kmax + 1, n - kmax), self.blocks[0][1])]
+        out = [(slice(kmax + 1, n - kmax), slice(0, ncol))]
+        if self.blocks[0][1].stop < ncol:
+            tail = slice(self.blocks[0][1].stop, ncol)
+            out += [(r, tail) for r, _ in self.blocks]
+        return out
+
+    # -- runners ---------------------------------------------------------------------------------
+    def runner(self, batch=(), *regions: str) -> BlockRunner:
+        """The :class:`~solver.workers.BlockRunner` over ``regions`` (default "kept") for arrays
+        with leading dims ``batch``: "kept" (:attr:`blocks`), "exact" (those blocks cut to the kept
+        columns), "zero" (:meth:`zero_blocks`) or "physical" (all rows of a physical array).
+
+        ``runner(fn, ...)`` calls each region's ``fn(rows, cols)`` for every piece of it, all in one
+        round: the numpy backend spreads the pieces over :attr:`threads` (bit-identical for any
+        count), torch runs each block whole. ``fn`` must touch only ``[..., rows, cols]``."""
+        regions = regions or ("kept",)
+        key = (tuple(batch), regions)
+        if key not in self._runners:
+            be = self.backend
+            members = int(np.prod(batch)) if len(batch) else 1
+            specs = []
+            for region in regions:
+                if region == "physical":
+                    ny, nx = be.physical_shape
+                    blocks, itemsize = [(slice(0, ny), slice(0, nx))], np.dtype(be.dtype_name).itemsize
+                elif region in ("kept", "exact", "zero"):
+                    blocks = {"kept": self.blocks, "exact": self.exact_blocks(),
+                              "zero": self.zero_blocks()}[region]
+                    itemsize = 2 * np.dtype(be.dtype_name).itemsize
+                else:
+                    raise ValueError(f"region {region!r}: must be kept, exact, zero or physical")
+                width = max([c.stop - c.start for _, c in blocks] + [1])
+                specs.append((blocks, width * itemsize * members))
+            piece = self.piece_bytes or (PIECE_BYTES if self.ops.name == "numba" else ARRAY_PIECE_BYTES)
+            numpy_be = not be.is_torch
+            self._runners[key] = BlockRunner(specs, threads=self.threads if numpy_be else 1,
+                                             piece_bytes=piece if numpy_be else None)
+        return self._runners[key]
+
+    def update_runner(self, batch=()) -> BlockRunner:
+        """The runner a stepper updates ω̂ through: over the kept blocks, or, when an ``extra``
+        term may put something into N right of the kept columns, over exactly the kept modes."""
+        if self.equation.extra is None or self.dealias != "2/3":
+            return self.runner(batch, "kept")
+        return self.runner(batch, "exact")
+
+    def plan(self, batch=()) -> "NonlinearPlan":
+        """The :class:`NonlinearPlan` for arrays with leading dims ``batch`` (built once)."""
+        key = tuple(batch)
+        if key not in self._plans:
+            self._plans[key] = NonlinearPlan(self.equation, key)
+        return self._plans[key]
+
+    def add_on_blocks(self, out, term) -> None:
+        """``out += term`` on the kept blocks (``term`` zero outside them), unbatched ``term``."""
+        add = self.backend.xp.add
+        for r, c in self.blocks:
+            add(out[..., r, c], term[r, c], out=out[..., r, c])
+
+
+def _sparse(backend, values: np.ndarray, pieces) -> dict:
+    """Per piece ``(rows.start, cols.start)``: the piece-relative (row, col) indices and the
+    values of the nonzero entries of ``values`` (a local spectral numpy array) inside it."""
+    out = {}
+    for _, r, c in pieces:
+        sub = values[r, c]
+        ri, ci = np.nonzero(sub)
+        if ri.size:
+            vals = backend.asarray(sub[ri, ci], complex=True)
+            if backend.is_torch:
+                ri, ci = (backend.xp.as_tensor(i, device=backend.device) for i in (ri, ci))
+            out[(r.start, c.start)] = (ri, ci, vals)
+    return out
+
+
+@dataclass
+class Workspace:
+    """Everything :class:`NonlinearPlan` reuses from one evaluation to the next."""
+
+    spec: Any                 # two spectral buffers (2, *batch, ...): the inputs of one batched inverse
+    phys: Any                 # four physical buffers (4, *batch, ...): ω_x, u, ω_y, v
+    inverse: list             # two zero-argument plans: spec -> phys[0:2], spec -> phys[2:4]
+    forward: Callable         # phys[0] -> j_hat
+    j_hat: Any                # Ĵ (meaningful in the kept blocks only)
+    ikx: Any                  # i kx (masked column factor) / n², for ω̂_x and v̂
+    iky: Any                  # i ky (masked row factor) / n², for ω̂_y and û
+    inv_k2: Any               # mask / k²
+    neg_inv_k2: Any           # −mask / k²
+    removed: dict             # per piece: entries inside the kept blocks the mask removes (k = 0, Nyquist)
+    tail: slice | None        # columns right of the kept ones that whole-row blocks take in
+    forcing: dict | None      # a sparse steady forcing, per piece
+    forcing_dense: Any        # a dense steady forcing (backend array) or None
+    kept: BlockRunner         # pieces of the kept blocks
+    spectral: BlockRunner     # kept, zero, zero: one round making a spectral pair
+    physical: BlockRunner     # pieces of the physical rows
+
+
+class NonlinearPlan:
+    """The advective Ĵ and N = −Ĵ + F̂ of ``equation`` for arrays with leading dims ``batch``
+    (:attr:`ws`: the :class:`Workspace`)."""
+
+    def __init__(self, equation, batch=()):
+        self.equation, self.batch = equation, tuple(batch)
+        self.fast: FastPath = equation.fast
+        self.ops = self.fast.ops
+        self.ws = self._workspace()
+
+    def _transforms(self, batch):
+        """(spec, phys, [inverse pair 0, inverse pair 1], forward, j_hat) on fresh buffers."""
+        be, g = self.equation.backend, self.equation.grid
+        # two spectral inputs at a time (one batched inverse each), four physical fields
+        spec = be.zeros_spectral((2,) + batch)
+        phys = be.zeros_physical((4,) + batch)
+        # the 2/3 rule zeroes every column kx > kmax: the transforms may skip them
+        kx_stop = g.kmax_dealias + 1 if self.fast.dealias == "2/3" else None
+
+        def pair_inverse(dst):
+            if be.name == "numpy":  # one batched FFTW plan
+                return be.plan_irfft2(spec, dst, kx_stop=kx_stop)
+            plans = [be.plan_irfft2(spec[i], dst[i], kx_stop=kx_stop) for i in range(2)]
+
+            def run():  # torch's batched inverse is slower than two single ones
+                plans[0]()
+                plans[1]()
+            return run
+        inverse = [pair_inverse(phys[0:2]), pair_inverse(phys[2:4])]
+        j_hat = be.zeros_spectral(batch)
+        forward = be.plan_rfft2(phys[0], j_hat, kx_stop=kx_stop)
+        return spec, phys, inverse, forward, j_hat
+
+    def _workspace(self) -> Workspace:
+        eq, fast, batch = self.equation, self.fast, self.batch
+        be, g = eq.backend, eq.grid
+        scale = 1.0 / (g.n * g.n)  # the planned inverse is unnormalised
+        spec, phys, inverse, forward, j_hat = self._transforms(batch)
+        kept = fast.runner(batch, "kept")
+        # separable masks: kept columns and kept rows (whole rows are processed, see FastPath)
+        mx, my = g.mask_factors(eq.dealias)
+        mask = eq.mask_host
+        inv_k2 = np.broadcast_to(g.host.inv_k2 * mask, be.spectral_shape)
+        # entries inside the kept rectangle that the mask removes (k = 0; the Nyquist row and
+        # column without the 2/3 rule): zeroed sparsely; the forcing is added sparsely too
+        removed = np.zeros(be.spectral_shape)
+        removed[:, fast.kept_cols] = 1.0 - mask[:, fast.kept_cols]
+        ncol = be.spectral_shape[1]
+        forcing = eq.forcing_hat_host
+        ws = Workspace(
+            spec=spec, phys=phys, inverse=inverse, forward=forward, j_hat=j_hat,
+            # ω̂_x = ω̂ i kx, ω̂_y = ω̂ i ky, û = ω̂_y / k², v̂ = -ω̂_x / k², scaled for the inverse
+            ikx=be.asarray(1j * g.host.kx * mx * scale, complex=True),
+            iky=be.asarray(1j * g.host.ky * my * scale, complex=True),
+            inv_k2=be.asarray(inv_k2), neg_inv_k2=be.asarray(-inv_k2),
+            removed=_sparse(be, removed, kept.pieces),
+            # whole-row blocks take in the columns right of the kept ones: N must be zero there
+            tail=(slice(fast.kept_cols.stop, ncol)
+                  if fast.blocks and fast.blocks[0][1].stop > fast.kept_cols.stop else None),
+            # a forcing with few nonzero modes is added sparsely, else (an FFT's round-off
+            # everywhere) in the same pass as the sign of Ĵ
+            forcing=None if forcing is None else _sparse(be, forcing, kept.pieces),
+            forcing_dense=None,
+            kept=kept, spectral=fast.runner(batch, "kept", "zero", "zero"),
+            physical=fast.runner(batch, "physical"))
+        if ws.forcing is not None:
+            nnz = sum(len(v[0]) for v in ws.forcing.values())
+            kept_size = sum((r.stop - r.start) * (c.stop - c.start) for _, r, c in kept.pieces)
+            if nnz > DENSE_FORCING_FRACTION * kept_size:
+                ws.forcing, ws.forcing_dense = None, eq.forcing_hat
+        return ws
+
+    def jacobian(self, omega_hat):
+        """Ĵ = FFT(u ω_x + v ω_y) into ``ws.j_hat`` (meaningful in the kept blocks only), returned:
+        4 planned inverse FFTs and 1 forward, 5 real FFTs in all.
+
+        A pair of spectral buffers feeds two batched inverses, (ω̂_x, û) then (ω̂_y, v̂), each
+        pair made in one pass over ω̂; four physical buffers hold the fields, multiplied in one
+        pass: four rounds of elementwise work in all, each in pieces."""
+        K, ws = self.ops, self.ws
+        (sa, sb), (p0, p1, p2, p3), inv = ws.spec, ws.phys, ws.inverse
+        ikx, iky, inv_k2, neg_inv_k2, removed = ws.ikx, ws.iky, ws.inv_k2, ws.neg_inv_k2, ws.removed
+
+        def fix(r, c):  # entries of the piece the mask removes (mean, Nyquist): zero
+            m = removed.get((r.start, c.start))
+            if m is not None:
+                for s in (sa, sb):
+                    s[..., r, c][..., m[0], m[1]] = 0
+
+        def zero_a(r, c):
+            K.zero(sa, r, c)
+
+        def zero_b(r, c):
+            K.zero(sb, r, c)
+
+        def omega_x_and_u(r, c):  # ω̂_x = i kx ω̂, û = i ky ω̂ / k²
+            K.pair_x(omega_hat, ikx, iky, inv_k2, sa, sb, r, c)
+            fix(r, c)
+
+        def omega_y_and_v(r, c):  # ω̂_y = i ky ω̂, v̂ = -i kx ω̂ / k²
+            K.pair_y(omega_hat, ikx, iky, neg_inv_k2, sa, sb, r, c)
+            fix(r, c)
+
+        def product(r, c):  # u ω_x + v ω_y
+            K.dot2(p0, p1, p2, p3, r, c)
+
+        ws.spectral(omega_x_and_u, zero_a, zero_b)
+        inv[0]()                                          # p0, p1 = ω_x, u
+        ws.spectral(omega_y_and_v, zero_a, zero_b)
+        inv[1]()                                          # p2, p3 = ω_y, v
+        ws.physical(product)
+        ws.forward()
+        return ws.j_hat
+
+    def minus_jacobian(self, omega_hat, out, then: Callable | None = None) -> None:
+        """``out`` = −Ĵ + F̂ (steady forcing) on the kept modes, zero on the other entries of the
+        kept blocks; ``then(rows, cols)`` called on each piece as soon as it is final."""
+        self.jacobian(omega_hat)
+        ws, K = self.ws, self.ops
+        j, removed, forcing, tail, dense = ws.j_hat, ws.removed, ws.forcing, ws.tail, ws.forcing_dense
+
+        def finish(r, c):
+            o = out[..., r, c]
+            if dense is None:
+                K.negate(j, out, r, c)
+            else:
+                K.negate_add(j, dense, out, r, c)
+            if tail is not None:  # the columns above the kept ones stay zero
+                o[..., tail] = 0
+            key = (r.start, c.start)
+            m = removed.get(key)
+            if m is not None:
+                o[..., m[0], m[1]] = 0
+            f = forcing.get(key) if forcing is not None else None
+            if f is not None:
+                o[..., f[0], f[1]] += f[2]
+            if then is not None:
+                then(r, c)
+
+        ws.kept(finish)
