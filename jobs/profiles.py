@@ -27,11 +27,12 @@ from pathlib import Path
 
 from suite.config import Spec, _validate_section, between, choices, ge
 from suite.errors import ConfigError
+from suite.stages import JOB_STAGES
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
 
-#: every stage that has a job template, in pipeline order
-STAGES = ("dns", "train", "transfer", "analyze", "report", "bench")
+#: every stage that has a job template, in pipeline order (suite.stages owns the order)
+STAGES = JOB_STAGES
 
 _TIME_RE = re.compile(r"^(\d+-\d{1,2}(:\d{2}){0,2}|\d+(:\d{2}){0,2})$")
 

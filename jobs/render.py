@@ -10,6 +10,7 @@ dns        ``srun --mpi=<mpi> turbtl dns`` on ``ntasks`` MPI ranks
 train      DDP: ``srun torchrun ... turbtl train`` (or one srun task per process)
 transfer   job array, task i runs ``turbtl transfer --slice i/N``, throttled with ``%``
 analyze    Dask scheduler + workers with srun inside the job, ``turbtl analyze --scheduler-file``
+les        ``turbtl les`` (online LES of every closure)
 report     ``turbtl report``
 bench      ``make bench`` (asv)
 =========  ==================================================================================
@@ -30,18 +31,20 @@ from pathlib import Path
 
 from suite.config import Config
 from suite.errors import ConfigError
+from suite.layout import jobs_dir as run_jobs_dir
 from suite.provenance import provenance
+from suite.stages import PIPELINE, previous
 
 from .profiles import STAGES, Profile, check_fit, ddp_procs_per_node
 
 TEMPLATE_DIR = Path(__file__).with_name("templates")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-#: direct upstream stages; submitting a subset depends on the nearest submitted ancestors
-AFTER = {"dns": [], "train": ["dns"], "transfer": ["train"], "analyze": ["transfer"],
-         "report": ["analyze"], "bench": []}
-#: what `turbtl jobs submit` submits by default: the study, chained with --dependency=afterok
-PIPELINE = ("dns", "train", "transfer", "analyze", "report")
+#: direct upstream stages: each pipeline stage waits for the one before it (suite.stages: every
+#: stage locks the run folder, so two never run at once), bench for none; submitting a subset
+#: depends on the nearest submitted ancestors. ``PIPELINE`` (suite.stages) is what `turbtl jobs
+#: submit` submits by default, chained with --dependency=afterok.
+AFTER = {stage: previous(stage) for stage in STAGES}
 
 
 class _Template(string.Template):
@@ -143,7 +146,7 @@ def config_args(preset: str | None, config_file: str | Path | None, run_dir: Pat
     too when it was given, since it replaces the file's ``extends``)."""
     args = ["--preset", preset] if preset else []
     if config_file is not None:
-        args += ["--config", str(run_dir / "jobs" / "config.toml")]
+        args += ["--config", str(run_jobs_dir(run_dir) / "config.toml")]
     return args + ["--run-dir", str(run_dir)]
 
 
@@ -156,7 +159,7 @@ def render(cfg: Config, profile: Profile, run_dir: str | Path, config_file: str 
     jobs read the configuration as it was when rendered. Everything is validated before writing.
     """
     run_dir = Path(run_dir).resolve()
-    jobs_dir = run_dir / "jobs"
+    jobs_dir = run_jobs_dir(run_dir)
     log_dir = jobs_dir / "logs"
     cargs = config_args(preset if config_file is not None else (preset or cfg.preset), config_file, run_dir)
     cl = profile.cluster
@@ -205,7 +208,7 @@ def render(cfg: Config, profile: Profile, run_dir: str | Path, config_file: str 
 def load_plan(run_dir: str | Path) -> dict:
     """The plan written by :func:`render`; DataError when the run was never rendered."""
     from suite.errors import DataError
-    path = Path(run_dir).resolve() / "jobs" / "plan.json"
+    path = run_jobs_dir(Path(run_dir).resolve()) / "plan.json"
     try:
         plan = json.loads(path.read_text())
     except FileNotFoundError:

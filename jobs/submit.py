@@ -1,7 +1,7 @@
 """Submit a rendered run to SLURM, follow it, and resubmit what failed.
 
-``submit`` sends the chosen stages (default: the pipeline dns -> train -> transfer -> analyze ->
-report) chained with ``--dependency=afterok`` and records every job in ``DIR/jobs/submitted.json``.
+``submit`` sends the chosen stages (default: the pipeline of :mod:`suite.stages`, dns -> train ->
+transfer -> analyze -> les -> report) chained with ``--dependency=afterok`` and records every job in ``DIR/jobs/submitted.json``.
 ``states`` tells how each job (each array task) stands: from ``squeue`` while queued, then from
 ``sacct`` when accounting is on, else from the exit file the job script writes when it ends
 (``DIR/jobs/status/<stage>.<jobid>[_<task>].exit``). ``resubmit`` sends again only what failed
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from suite.errors import DataError, UsageError
+from suite.layout import jobs_dir as run_jobs_dir
 
 from . import slurm
 from .profiles import STAGES
@@ -31,7 +32,7 @@ def _now() -> str:
 
 
 def _jobs_dir(run_dir) -> Path:
-    return Path(run_dir).resolve() / "jobs"
+    return run_jobs_dir(Path(run_dir).resolve())
 
 
 def load_submitted(run_dir) -> dict:

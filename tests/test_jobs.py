@@ -63,6 +63,22 @@ def test_render_local_ci_every_stage(tmp_path):
     assert plan["stages"]["analyze"]["after"] == ["transfer"]
 
 
+def test_rendered_chain_is_the_pipeline_of_turbtl_run(tmp_path):
+    """The SLURM chain runs every stage of `turbtl run` (suite.stages.PIPELINE, les included), in
+    that order: each stage after the one before it, and a script for each."""
+    from suite.commands.run import STAGES as RUN_STAGES
+    from suite.stages import PIPELINE as ORDER
+    assert tuple(RUN_STAGES) == ORDER and "les" in ORDER
+    plan = render(load_config(preset="ci"), load_profile("local"), tmp_path)
+    assert plan["pipeline"] == list(ORDER)
+    assert [s for s in plan["stages"] if s in ORDER] == list(ORDER)
+    for before, stage in zip(ORDER, ORDER[1:]):
+        assert plan["stages"][stage]["after"] == [before], stage
+    assert plan["stages"][ORDER[0]]["after"] == [] and plan["stages"]["bench"]["after"] == []
+    les = (tmp_path / "jobs" / "les.sbatch").read_text()
+    assert "turbtl les --preset ci --run-dir" in les and bash_n(tmp_path / "jobs" / "les.sbatch").returncode == 0
+
+
 def test_render_gpu_profile_paper():
     prof = load_profile("gpu-example")
     assert prof.stages["train"]["partition"] == "gpu" and prof.stages["analyze"]["partition"] == "cpu"
@@ -153,7 +169,8 @@ def test_array_spec_and_upstream():
     assert array_spec([0, 1, 2, 3], 2) == "0-3%2"
     assert array_spec([5, 1, 2, 7, 8, 9]) == "1-2,5,7-9"
     assert array_spec([3]) == "3"
-    assert upstream("report", list(PIPELINE)) == ["analyze"]
+    assert upstream("report", list(PIPELINE)) == ["les"]
+    assert upstream("les", list(PIPELINE)) == ["analyze"]
     assert upstream("transfer", ["dns", "transfer", "report"]) == ["dns"]  # nearest submitted ancestor
     assert upstream("report", ["dns", "report"]) == ["dns"]
     assert upstream("dns", list(PIPELINE)) == [] and upstream("bench", list(STAGES)) == []
