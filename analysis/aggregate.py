@@ -282,6 +282,10 @@ def analyze_sweep(run_dir, targets: list[str], base_system: str, client, *, perc
     """Analyse every TL network of ``targets`` on the Dask ``client``; write ``DIR/analysis/*.zarr``.
 
     Returns ``{"networks": total, "computed": this call, "seconds": wall, "kernels": analysed}``.
+
+    About 95 lines: the orchestration reads in order (base network, data spectra, the stores'
+    templates, the task loop that writes each result as it arrives, the per-target finishing and
+    the framework); each step is already one call into this module.
     """
     import xarray as xr
     from distributed import as_completed

@@ -11,6 +11,12 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import torch
+
+from suite import layout
+from suite.fdns import Layout, create_store, split_labels, write_chunk
+from suite.model import ClosureCNN, save_model
 
 TARGETS = ("high_re", "beta20")
 
@@ -27,7 +33,6 @@ def _fields(rng, n: int, k0: float, count: int):
 
 
 def _store(path: Path, rng, n: int, k0: float, members: int = 2, snapshots: int = 4) -> None:
-    from suite.fdns import Layout, create_store, split_labels, write_chunk
     lay = Layout(members=members, snapshots=snapshots, chunk_time=snapshots, n_les=n, n_dns=2 * n,
                  L=2 * math.pi, sample_interval=0.1, split=split_labels(members - 1, 0, 1))
     create_store(path, lay, {"system": path.stem, "L": 2 * math.pi, "n_les": n, "n_dns": 2 * n})
@@ -41,19 +46,15 @@ def _store(path: Path, rng, n: int, k0: float, members: int = 2, snapshots: int 
 def build_run(root, layers: int = 4, width: int = 8, kernel: int = 5, n: int = 32,
               targets=TARGETS) -> tuple[Path, int]:
     """Write the run folder under ``root``; returns (root, number of TL networks)."""
-    import pandas as pd
-    import torch
-    from suite.model import ClosureCNN, save_model
-
     root = Path(root)
     rng = np.random.default_rng(7)
-    (root / "fdns").mkdir(parents=True, exist_ok=True)
+    layout.fdns_dir(root).mkdir(parents=True, exist_ok=True)
     for i, s in enumerate(("base",) + tuple(targets)):
-        _store(root / "fdns" / f"{s}.zarr", rng, n, 2.0 + 2 * i)
+        _store(layout.fdns_store(root, s), rng, n, 2.0 + 2 * i)
     norm = {"mean": {"psi": 0.0, "omega": 0.0, "pi": 0.0}, "std": {"psi": 1.0, "omega": 1.0, "pi": 1.0}}
     torch.manual_seed(0)
     base = ClosureCNN(layers, width, kernel)
-    save_model(root / "models" / "base", base, norm, {})
+    save_model(layout.base_model_dir(root), base, norm, {})
     masks = ["".join(b) for b in itertools.product("01", repeat=layers) if "1" in b]
     for ti, t in enumerate(targets):
         rows = []
@@ -65,12 +66,12 @@ def build_run(root, layers: int = 4, width: int = 8, kernel: int = 5, n: int = 3
                 for bit, conv in zip(mask, tl.convs):
                     if bit == "1":
                         conv.weight.add_(0.3 * torch.randn(conv.weight.shape, generator=g))
-            save_model(root / "models" / "tl" / t / "f0.1_s0" / mask, tl, norm, {})
+            save_model(layout.tl_model_dir(root, t, 0.1, 0, mask), tl, norm, {})
             first = mask.index("1") + 1
             rows.append(dict(target=t, fraction=0.1, seed=0, mask=mask, kind="tl",
                              cc=0.9 - 0.05 * first, cc_backscatter=0.5, cc_diffusion=0.5, rel_l2=0.5, epochs=1,
                              wall_time_s=1.0, n_trainable=1, first_trainable=first,
                              n_layers_trained=mask.count("1"), final_train_loss=0.1, final_val_loss=0.1))
-        (root / "sweep" / t).mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(rows).to_csv(root / "sweep" / t / "results.csv", index=False)
+        layout.sweep_dir(root, t).mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(rows).to_csv(layout.sweep_results(root, t), index=False)
     return root, len(masks) * len(targets)

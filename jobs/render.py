@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 from suite.config import Config
-from suite.errors import ConfigError
+from suite.errors import ConfigError, DataError
 from suite.layout import jobs_dir as run_jobs_dir
 from suite.provenance import provenance
 from suite.stages import PIPELINE, previous
@@ -207,7 +207,6 @@ def render(cfg: Config, profile: Profile, run_dir: str | Path, config_file: str 
 
 def load_plan(run_dir: str | Path) -> dict:
     """The plan written by :func:`render`; DataError when the run was never rendered."""
-    from suite.errors import DataError
     path = run_jobs_dir(Path(run_dir).resolve()) / "plan.json"
     try:
         plan = json.loads(path.read_text())

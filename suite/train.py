@@ -145,6 +145,11 @@ def fit(model: ClosureCNN, train: SplitTensors, val: SplitTensors | None, settin
 
     ``checkpoint``: file written after every epoch; with ``resume`` an existing one is continued.
     ``stop_after``: return after this many epochs of this call (for tests and benchmarks).
+
+    About 85 lines: the epoch loop keeps the seeded batch order, the DDP loss scaling, the
+    checkpoint-and-resume protocol and the timing together in one place, because its
+    bit-reproducibility (same weights for any split into calls with ``resume``) depends on their
+    order; split it only with ``bench/run_digest.py`` checking that the weights do not change.
     """
     env = env or D.DistEnv(0, 1, 0, torch.device("cpu"), None, "none")
     device = env.device
