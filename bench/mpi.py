@@ -16,7 +16,7 @@ class Scaling:
     timeout = 600
 
     def setup_cache(self):
-        require("solver.ensemble", "EnsembleRun")
+        require("solver.ensemble", "Ensemble")
         args = ["--bench", str(N), str(STEPS), "--solver", "--repeats", str(REPEATS)]
         one = mpi_bench(1, args)
         slab = mpi_bench(2, args)

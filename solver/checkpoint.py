@@ -42,7 +42,7 @@ _META_KEY = "__meta__"
 _SUM_KEY = "__sha256__"
 
 __all__ = ["FORMAT", "VERSION", "member_path", "checksum", "write_checkpoint", "read_checkpoint",
-           "save_members", "load_members", "latest_step"]
+           "peek_meta", "save_members", "load_members", "latest_step"]
 
 
 def member_path(directory, member: int) -> Path:
@@ -153,6 +153,22 @@ def read_checkpoint(path) -> tuple[dict, dict]:
                         f"computed {actual[:12]}…): the file was modified or damaged; {advice}",
                         name="checkpoint")
     return arrays, meta
+
+
+def peek_meta(path) -> dict | None:
+    """The meta of the checkpoint at ``path`` without loading its arrays or checking its sum (cheap:
+    is this file one to resume from?), or None when there is no file. A file that cannot be read
+    raises CheckpointError (:func:`read_checkpoint`'s, naming the path and what to do)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return json.loads(z[_META_KEY].tobytes().decode())
+    except Exception:  # noqa: BLE001 - a damaged file: say which and what to do
+        read_checkpoint(path)  # raises CheckpointError naming the path and the remedy
+        raise CheckpointError(f"checkpoint {path} cannot be read: delete it to start the member from its "
+                              "initial condition", name="checkpoint") from None
 
 
 # --------------------------------------------------------------------------------------------

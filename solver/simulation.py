@@ -6,21 +6,20 @@
     >>> sim = Simulation(eq, make_stepper("ab2cn", eq, dt=2e-3), random_field(g, kp=10, seed=0))
     >>> sim.run(t_end=1.0, callbacks=[(100, lambda s: print(s.t, s.energy()))])
 
-Every ``check_every`` steps the loop checks (one global reduction each) that the field is finite
-and that the CFL number is below ``cfl_max``; otherwise it raises
-:class:`solver.errors.SimulationBlowUp` naming the step and the time.
+Every ``check_every`` steps the loop checks (:func:`solver.health.check`, a few global
+reductions) that the field is finite and that the CFL number is below ``cfl_max``; otherwise it
+raises :class:`solver.errors.SimulationBlowUp` naming the step and the time.
 """
 from __future__ import annotations
 
 import math
 from typing import Callable, Iterable
 
-import numpy as np
 from tqdm import tqdm
 
 from .errors import ParameterError, SimulationBlowUp
 
-from . import diagnostics
+from . import diagnostics, health
 from .stepping import State, Stepper
 
 
@@ -74,15 +73,16 @@ class Simulation:
         return diagnostics.cfl(self.grid, self.state.omega_hat, self.stepper.dt)
 
     def check(self) -> float:
-        """Raise SimulationBlowUp on NaN/inf or CFL > cfl_max; adapt dt if asked. Returns the CFL."""
+        """Raise SimulationBlowUp on NaN/inf or CFL > cfl_max (:func:`solver.health.check`); adapt dt
+        if asked. Returns the CFL number (the largest over the batch)."""
         st = self.state
-        if not diagnostics.is_finite(self.grid, st.omega_hat):
-            raise SimulationBlowUp(f"simulation blew up: non-finite vorticity at step {st.step}, t = {st.t:.6g}")
-        c = float(np.max(self.cfl()))
+        h = health.check(self.grid, st.omega_hat, self.stepper.dt, cfl_max=self.cfl_max, step=st.step, t=st.t)
+        if not h.finite.all():
+            raise SimulationBlowUp(h.message())
+        c = h.max_cfl
         self.last_cfl = c
-        if not c <= self.cfl_max:
-            raise SimulationBlowUp(f"simulation blew up: CFL = {c:.3g} > cfl_max = {self.cfl_max:g} "
-                                   f"at step {st.step}, t = {st.t:.6g} (dt = {self.stepper.dt:g})")
+        if not h.ok:
+            raise SimulationBlowUp(h.message())
         if self.adaptive and c > 0 and not (0.7 * self.cfl_target <= c <= 1.2 * self.cfl_target):
             dt = min(max(self.stepper.dt * self.cfl_target / c, self.dt_min), self.dt_max)
             self.stepper.set_dt(dt)

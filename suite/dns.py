@@ -5,6 +5,10 @@ members, discards ``spinup_time``, then every ``sample_interval`` filters and co
 state on the fly (:class:`solver.sgs.FDNSSampler`) and stores ψ̄, ω̄, Π on the LES grid with the
 DNS energy, enstrophy and energy spectrum into ``DIR/fdns/<system>.zarr`` (:mod:`suite.fdns`).
 
+The members are run by the solver's ensemble driver (:class:`solver.ensemble.Ensemble` with
+``batch=False``, :func:`dns_ensemble`: build, restore, advance to a step, health checks, checkpoints);
+this module creates the store, samples and writes its chunks, shows progress and sums up.
+
 Parallelism (``mpiexec -n N`` / ``srun``): ranks form groups of ``dns.ranks_per_member``
 (:class:`solver.parallel.Decomposition`); each group holds a contiguous block of members and
 runs them one after the other, each slab-decomposed over the group. Rank 0 creates the store
@@ -13,7 +17,8 @@ zarr chunks (1 member x ``chunk_time`` snapshots) of its own members, so no two 
 chunk. Members are stepped one at a time (not batched), so a member's numbers do not depend on
 how many members its group holds: results do not depend on the number of groups.
 
-Seeds: member ``m`` of system ``s`` starts from child ``m`` of ``SeedSequence(system_seed)`` with
+Seeds: the driver's rule (:data:`solver.ensemble.SEED_RULE`) with ``seed = system_seed``: member
+``m`` of system ``s`` starts from child ``m`` of ``SeedSequence(system_seed)`` with
 ``system_seed = SeedSequence([dns.seed, crc32(s)])`` (:func:`system_seed`); a stochastic forcing
 uses ``system_seed + 1``. Independent of the rank count.
 
@@ -40,13 +45,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
+from solver import diagnostics
+from solver.ensemble import Ensemble
+from solver.filters import make_filter
+from solver.parallel import abort_on_error, check_slab_grid
+from solver.sgs import FDNSSampler
+
+from . import layout
 from .config import Config
-from .errors import DataError, SimulationBlowUp, solver_fields
+from .errors import ConfigError, DataError, UsageError, solver_fields
 from .fdns import SCHEMA_VERSION, Layout, Writer, completed, create_store, is_finished, read_attrs, split_labels
 from .provenance import provenance
+from .resources import fmt_time
 
 _PROGRESS_TAG = 7301
+CHECK_EVERY = 50  # steps between a member's health checks (solver.health): they change no number
 _MPI_ENV = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "SLURM_PROCID")
 
 
@@ -69,11 +84,11 @@ def system_seed(seed: int, system: str) -> int:
 
 
 def store_path(run_dir, system: str) -> Path:
-    return Path(run_dir) / "fdns" / f"{system}.zarr"
+    return layout.fdns_store(run_dir, system)
 
 
 def checkpoint_dir(run_dir, system: str) -> Path:
-    return Path(run_dir) / "fdns" / f"{system}.ckpt"
+    return layout.fdns_checkpoint(run_dir, system)
 
 
 def n_members(cfg: Config) -> int:
@@ -116,7 +131,7 @@ def store_attrs(cfg: Config, system: str, save_dns: bool, ranks: int) -> dict:
     }
 
 
-def layout(cfg: Config, save_dns: bool) -> Layout:
+def store_layout(cfg: Config, save_dns: bool) -> Layout:
     d, g = cfg.dns, cfg.grid
     return Layout(members=n_members(cfg), snapshots=d.snapshots, chunk_time=d.chunk_time, n_les=g.n_les,
                   n_dns=g.n_dns, L=g.L, sample_interval=d.sample_interval,
@@ -137,7 +152,6 @@ class _Progress:
         self.done = 0
         self.bar = None
         if self.rank == 0 and enabled:
-            from tqdm import tqdm
             self.bar = tqdm(total=total, initial=initial, desc=desc, unit="snap", file=sys.stderr,
                             dynamic_ncols=True, leave=True)
 
@@ -191,37 +205,6 @@ class _Timers:
     steps: int = 0
     samples: int = 0
     spin: float = 0.0  # the part of ``step`` spent in the spin-up
-
-
-class _Member:
-    """The solver objects of one member on its group's backend."""
-
-    def __init__(self, cfg: Config, system: str, member: int, backend):
-        from solver import Equation, Grid, Parameters, make_forcing, make_stepper
-        from solver.filters import make_filter
-        from solver.sgs import FDNSSampler
-
-        s, d, g = cfg.system(system), cfg.dns, cfg.grid
-        self.cfg, self.member, self.system = cfg, member, s
-        self.grid = Grid(g.n_dns, g.L, backend=backend)
-        self.seed = system_seed(d.seed, system)
-        forcing = make_forcing(self.grid, s.forcing, kf=s.kf, eps=s.eps, seed=self.seed + 1,
-                               member_offset=member) if s.forcing != "none" else None
-        params = Parameters(re=s.re, mu=s.mu, beta=s.beta, hyperviscosity=s.hyperviscosity,
-                            hyper_order=s.hyper_order)
-        self.equation = Equation(self.grid, params, forcing=forcing, dealias=d.dealias, jacobian=d.jacobian)
-        self.stepper = make_stepper(d.stepper, self.equation, dt=d.dt)
-        self.sampler = FDNSSampler(self.equation, g.n_les, make_filter(d.filter, cfg.filter_width))
-
-    def initial_state(self):
-        """The member's seeded initial state (random-phase field, or rest for ``init = "zero"``)."""
-        from solver import random_field
-        if self.system.init == "zero":
-            w = self.grid.backend.zeros_spectral()
-        else:
-            w = random_field(self.grid, kp=self.system.kp, energy=self.system.init_energy, seed=self.seed,
-                             member_offset=self.member)
-        return self.stepper.init_state(w)
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,13 +273,12 @@ def _prepare_store(cfg, system, run_dir, save_dns, force, ranks) -> str:
     if ck.exists():
         shutil.rmtree(ck)
     path.parent.mkdir(parents=True, exist_ok=True)
-    create_store(path, layout(cfg, save_dns), store_attrs(cfg, system, save_dns, ranks))
+    create_store(path, store_layout(cfg, save_dns), store_attrs(cfg, system, save_dns, ranks))
     return "create"
 
 
 def _bcast_outcome(world, fn):
     """Run ``fn`` on rank 0 and give its result (or its UsageError) to every rank."""
-    from .errors import UsageError
     out = err = None
     if world is None or world.Get_rank() == 0:
         try:
@@ -310,36 +292,161 @@ def _bcast_outcome(world, fn):
     return out
 
 
-def _peek_checkpoint(path: Path):
-    """(names of the arrays, meta) of a checkpoint file without loading it, None if absent, or the
-    DataError of :func:`solver.checkpoint.read_checkpoint` (path and what to do) for a damaged file:
-    a damaged checkpoint is reported, never silently replaced or used."""
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return list(z.files), json.loads(z["__meta__"].tobytes().decode())
-    except Exception:  # noqa: BLE001 - a damaged file: say which and what to do
-        from solver.checkpoint import read_checkpoint
-        try:
-            with solver_fields():
-                read_checkpoint(path)
-        except DataError as e:
-            return e
-        return DataError(f"checkpoint {path} cannot be read: delete it to start the member from its initial "
-                         "condition", field="checkpoint")
+def dns_ensemble(cfg: Config, system: str, world=None) -> Ensemble:
+    """The system's ensemble driver (:class:`solver.ensemble.Ensemble`, members one at a time), seeded
+    with :func:`system_seed`. Collective over ``world``."""
+    d, g = cfg.dns, cfg.grid
+    return Ensemble(world, n=g.n_dns, members=n_members(cfg), system=cfg.system(system), dt=d.dt, L=g.L,
+                    ranks_per_member=d.ranks_per_member, stepper=d.stepper, dealias=d.dealias,
+                    jacobian=d.jacobian, backend=d.backend, dtype=d.dtype, device=d.device, threads=d.threads,
+                    seed=system_seed(d.seed, system), cfl_max=d.cfl_max, check_every=CHECK_EVERY, batch=False)
+
+
+class _SystemRun:
+    """This rank's part of one system's DNS: the driver's members, sampled into the store's chunks,
+    with checkpoints after chunks (and during the spin-up), progress and timers."""
+
+    def __init__(self, cfg: Config, system: str, run_dir, save_dns: bool, world, progress: bool):
+        d = cfg.dns
+        self.cfg, self.system, self.save_dns = cfg, system, save_dns
+        self.lay = store_layout(cfg, save_dns)
+        self.path, self.ckdir = store_path(run_dir, system), checkpoint_dir(run_dir, system)
+        self.fp = fingerprint(cfg, system, save_dns)
+        self.spin = steps_per(cfg, d.spinup_time) if d.spinup_time > 0 else 0
+        self.every = steps_per(cfg, d.sample_interval)
+        self.ck_steps = steps_per(cfg, d.checkpoint_interval) if d.checkpoint_interval > 0 \
+            else self.every * d.chunk_time
+        self.timers = _Timers()
+        self.ens = dns_ensemble(cfg, system, world)
+        self.decomp = self.ens.decomp
+        self.is_writer = not self.decomp.idle and self.decomp.is_group_root
+        self.writer = Writer(self.path) if self.is_writer else None
+        initial = int(completed(self.path).sum()) if (world is None or world.Get_rank() == 0) else 0
+        self.bar = _Progress(world, self.decomp, self.lay.members * self.lay.snapshots, initial, f"dns {system}",
+                             progress)
+        self.done_rows = completed(self.path) if self.is_writer else None  # markers of this group's members
+
+    def run(self) -> None:
+        for member_no, m in enumerate(self.ens.members):
+            self.run_member(member_no, m)
+        self.bar.close()
+
+    def run_member(self, member_no: int, m: int) -> None:
+        """Restore or start member ``m``, spin it up, then sample, write and checkpoint its chunks."""
+        d, lay = self.cfg.dns, self.lay
+        run = self.ens.member(m, label=f"{self.system} member {m}",
+                              advice="lower dns.dt or raise dns.cfl_max/grid.n_dns, then rerun with --force")
+        sampler = FDNSSampler(run.equation, self.cfg.grid.n_les, make_filter(d.filter, self.cfg.filter_width))
+        next_snapshot = self._start(run, m)
+        if next_snapshot == 0 and run.step < self.spin:
+            self._advance(run, self.spin, member_no)
+        # next_snapshot is a chunk boundary, or the end (a short last chunk must not be redone)
+        first = lay.chunks_per_member if next_snapshot >= lay.snapshots else next_snapshot // lay.chunk_time
+        for chunk in range(first, lay.chunks_per_member):
+            sl = lay.chunk_slice(chunk)
+            buf: dict[str, list] = {}
+            for j in range(sl.start, sl.stop):
+                self._advance(run, self.spin + j * self.every, member_no)
+                row = self._sample(run, sampler)
+                for k, v in (row or {}).items():
+                    buf.setdefault(k, []).append(np.asarray(v))
+            if self.is_writer:
+                t0 = time.perf_counter()
+                self.writer.write_chunk(m, chunk, {k: np.stack(v) for k, v in buf.items()})
+                self.timers.io += time.perf_counter() - t0
+            last = chunk == lay.chunks_per_member - 1
+            if last or d.checkpoint_interval == 0 or run.step - _last_saved(run) >= self.ck_steps:
+                self._checkpoint(run, sl.stop)
+            self.bar.update(sl.stop - sl.start)
+
+    def _start(self, run, m: int) -> int:
+        """Continue member ``m`` from its checkpoint of this configuration, or start it afresh; the
+        next snapshot to sample. The store must hold every snapshot the checkpoint says was written:
+        if markers were lost (a damaged store), the member starts over rather than leave holes."""
+        meta = run.restore(self.ckdir, require={"fingerprint": self.fp})  # CheckpointError: damaged
+        if meta is None:
+            run.start()
+            return 0
+        next_snapshot = int(meta["next_snapshot"])
+        lost = bool(self.decomp.is_group_root and not self.done_rows[m, :next_snapshot].all())
+        gc = self.decomp.group_comm
+        if gc is not None and gc.Get_size() > 1:
+            lost = gc.bcast(lost, root=0)
+        if lost:
+            run.start()
+            return 0
+        return next_snapshot
+
+    def _advance(self, run, to_step: int, member_no: int) -> None:
+        """Step to ``to_step``; during the spin-up, a checkpoint every ``ck_steps`` steps and a
+        progress note about every 2 s (the same steps either way: the same results)."""
+        tm, spin = self.timers, self.spin
+        while run.step < to_step:
+            target = min(to_step, _last_saved(run) + self.ck_steps) if run.step < spin else to_step
+            k = max(1, target - run.step)
+            rate = tm.steps / tm.step if tm.step > 0 else 0.0
+            if run.step < spin:
+                k = min(k, max(1, int(2 * rate)) if rate else 10)
+            t0 = time.perf_counter()
+            run.advance_to(run.step + k)  # SimulationBlowUp naming member, step, time, checkpoint
+            tm.step += time.perf_counter() - t0
+            tm.steps += k
+            if run.step <= spin:
+                tm.spin += time.perf_counter() - t0
+                _spin_note(self.bar, run.members.start, run.step, spin, self.lay, self.every,
+                           len(self.decomp.members), member_no, tm)
+            if run.step < spin and run.step - _last_saved(run) >= self.ck_steps:
+                self._checkpoint(run, 0)
+
+    def _sample(self, run, sampler) -> dict | None:
+        """The store's row of the member's current state (on the group root; None elsewhere)."""
+        t0 = time.perf_counter()
+        w, grid, be = run.state.omega_hat, run.grid, run.backend
+        out = sampler(w)
+        e, z = diagnostics.energy(grid, w), diagnostics.enstrophy(grid, w)
+        spec = diagnostics.energy_spectrum(grid, w)[1][..., :self.lay.nk]
+        full = be.gather_physical(be.irfft2(w)) if self.save_dns else None
+        self.timers.sample += time.perf_counter() - t0
+        self.timers.samples += 1
+        if not self.decomp.is_group_root:
+            return None
+        row = {"psi": out["psi"], "omega": out["omega"], "pi": out["pi"], "backscatter": out["backscatter"],
+               "transfer": out["transfer"], "energy": e, "enstrophy": z, "spectrum_dns": spec}
+        if self.save_dns:
+            row["omega_dns"] = full
+        return row
+
+    def _checkpoint(self, run, next_snapshot: int) -> None:
+        t0 = time.perf_counter()
+        run.save(self.ckdir, {"next_snapshot": next_snapshot, "fingerprint": self.fp, "system": self.system})
+        self.timers.io += time.perf_counter() - t0
+
+    def result(self, world, t_start: float) -> SystemResult:
+        """The timings of the writers (group roots), summed over the world (complete on rank 0)."""
+        tm, wall = self.timers, time.perf_counter() - t_start
+        mine = np.array([tm.steps, tm.samples, tm.step, tm.sample, tm.io, wall, tm.spin], dtype=float)
+        mine *= 1.0 if self.is_writer else 0.0
+        tot = mine
+        if world is not None:
+            from mpi4py import MPI  # optional dependency: only under mpiexec
+            world.Barrier()
+            tot = np.zeros_like(mine)
+            world.Reduce(mine, tot, op=MPI.SUM, root=0)
+            wall = world.allreduce(wall, op=MPI.MAX)
+        return SystemResult(self.system, "done", members=self.lay.members, snapshots=self.lay.snapshots,
+                            wall_s=wall, member_steps=int(tot[0]), samples=int(tot[1]), step_s=tot[2],
+                            sample_s=tot[3], io_s=tot[4], busy_s=tot[5], path=str(self.path), spin_s=tot[6])
+
+
+def _last_saved(run) -> int:
+    """The step of the member's last checkpoint (its start step when none was written since)."""
+    return run.last_checkpoint[1] if run.last_checkpoint is not None else 0
 
 
 def run_system(cfg: Config, system: str, run_dir, *, save_dns: bool = False, force: bool = False,
                world=None, progress: bool = True) -> SystemResult:
     """Run (or resume, or skip) the DNS ensemble of one system. Collective over ``world``."""
-    from solver import Simulation, diagnostics
-    from solver.checkpoint import member_path, save_members
-    from solver.fft import make_backend
-    from solver.parallel import Decomposition, local_device
-
-    d, lay = cfg.dns, layout(cfg, save_dns)
-    path, ckdir = store_path(run_dir, system), checkpoint_dir(run_dir, system)
+    path = store_path(run_dir, system)
     ranks = 1 if world is None else world.Get_size()
     t_start = time.perf_counter()
     status = _bcast_outcome(world, lambda: _prepare_store(cfg, system, run_dir, save_dns, force, ranks))
@@ -347,146 +454,13 @@ def run_system(cfg: Config, system: str, run_dir, *, save_dns: bool = False, for
         return SystemResult(system, "skipped", path=str(path))
     if world is not None:
         world.Barrier()  # the store exists before anybody writes
-
-    decomp = Decomposition(world, lay.members, d.ranks_per_member)
-    fp = fingerprint(cfg, system, save_dns)
-    spin = steps_per(cfg, d.spinup_time) if d.spinup_time > 0 else 0
-    every = steps_per(cfg, d.sample_interval)
-    ck_steps = steps_per(cfg, d.checkpoint_interval) if d.checkpoint_interval > 0 else every * d.chunk_time
-    timers = _Timers()
-    backend = None
-    if not decomp.idle:
-        device = local_device(world, d.device) if d.backend == "torch" else "cpu"
-        backend = make_backend(cfg.grid.n_dns, backend=d.backend, dtype=d.dtype, device=device, threads=d.threads,
-                               comm=decomp.group_comm)
-    is_writer = not decomp.idle and decomp.is_group_root
-    writer = Writer(path) if is_writer else None
-
-    # what is already there (rank 0 knows; for the bar only)
-    initial = int(completed(path).sum()) if (world is None or world.Get_rank() == 0) else 0
-    bar = _Progress(world, decomp, lay.members * lay.snapshots, initial, f"dns {system}", progress)
-
-    def checkpoint(m, sim, next_snapshot):
-        t0 = time.perf_counter()
-        arrays, scalars = sim.state.export(backend)
-        meta = dict(scalars, next_snapshot=next_snapshot, fingerprint=fp, system=system)
-        save_members(ckdir, backend, [m], {k: v[None] for k, v in arrays.items()}, meta)
-        timers.io += time.perf_counter() - t0
-
-    done_rows = completed(path) if is_writer else None  # this group's members' markers (resume check)
-    for member_no, m in enumerate(decomp.members):
-        mem = _Member(cfg, system, m, backend)
-        # resume from this member's checkpoint, if any (read on the group root, shared in the group)
-        peek = _peek_checkpoint(member_path(ckdir, m)) if decomp.is_group_root else None
-        if decomp.group_comm is not None and decomp.group_comm.Get_size() > 1:
-            peek = decomp.group_comm.bcast(peek, root=0)
-        if isinstance(peek, DataError):
-            raise peek
-        if peek is not None and peek[1].get("fingerprint") == fp:
-            from solver.checkpoint import load_members
-            arrays, metas = load_members(ckdir, backend, [m])  # DataError: truncated / tampered
-            next_snapshot = int(metas[0]["next_snapshot"])
-            # the store must hold every snapshot the checkpoint says was written; if markers were lost
-            # (a damaged store), the member starts over rather than leave holes behind
-            lost = bool(decomp.is_group_root and not done_rows[m, :next_snapshot].all())
-            if decomp.group_comm is not None and decomp.group_comm.Get_size() > 1:
-                lost = decomp.group_comm.bcast(lost, root=0)
-            if lost:
-                state, next_snapshot = mem.initial_state(), 0
-            else:
-                state = mem.stepper.restore({k: v[0] for k, v in arrays.items()}, metas[0])
-        else:
-            state = mem.initial_state()
-            next_snapshot = 0
-        sim = Simulation(mem.equation, mem.stepper, state=state, cfl_max=d.cfl_max)
-        last_ck = sim.state.step
-
-        def advance(to_step):
-            """Step to ``to_step``; during the spin-up, checkpoint every ``ck_steps`` steps."""
-            nonlocal last_ck
-            if sim.state.step > to_step:
-                raise RuntimeError(f"{system} member {m}: state at step {sim.state.step} is past the "
-                                   f"sampling step {to_step} (inconsistent checkpoint)")
-            while sim.state.step < to_step:
-                target = min(to_step, last_ck + ck_steps) if sim.state.step < spin else to_step
-                k = max(1, target - sim.state.step)
-                rate = timers.steps / timers.step if timers.step > 0 else 0.0
-                if sim.state.step < spin:  # ~2 s between progress notes (same steps: same results)
-                    k = min(k, max(1, int(2 * rate)) if rate else 10)
-                t0 = time.perf_counter()
-                try:
-                    sim.run(steps=k)
-                except SimulationBlowUp as e:
-                    good = (f"last good checkpoint: {member_path(ckdir, m)} (step {last_ck})"
-                            if member_path(ckdir, m).is_file()
-                            else "no checkpoint written yet (the member starts from its initial condition)")
-                    raise SimulationBlowUp(f"{system} member {m}: {e}; {good}; lower dns.dt or raise "
-                                           "dns.cfl_max/grid.n_dns, then rerun with --force") from None
-                timers.step += time.perf_counter() - t0
-                timers.steps += k
-                if sim.state.step <= spin:
-                    timers.spin += time.perf_counter() - t0
-                    _spin_note(bar, m, sim.state.step, spin, lay, every, len(decomp.members), member_no, timers)
-                if sim.state.step < spin and sim.state.step - last_ck >= ck_steps:
-                    checkpoint(m, sim, 0)
-                    last_ck = sim.state.step
-
-        if next_snapshot == 0 and sim.state.step < spin:
-            advance(spin)
-        # next_snapshot is a chunk boundary, or the end (a short last chunk must not be redone)
-        first = lay.chunks_per_member if next_snapshot >= lay.snapshots else next_snapshot // lay.chunk_time
-        for chunk in range(first, lay.chunks_per_member):
-            sl = lay.chunk_slice(chunk)
-            buf: dict[str, list] = {}
-            for j in range(sl.start, sl.stop):
-                advance(spin + j * every)
-                t0 = time.perf_counter()
-                w = sim.state.omega_hat
-                out = mem.sampler(w)
-                e, z = diagnostics.energy(mem.grid, w), diagnostics.enstrophy(mem.grid, w)
-                spec = diagnostics.energy_spectrum(mem.grid, w)[1][..., :lay.nk]
-                full = backend.gather_physical(backend.irfft2(w)) if save_dns else None
-                timers.sample += time.perf_counter() - t0
-                timers.samples += 1
-                if decomp.is_group_root:
-                    row = {"psi": out["psi"], "omega": out["omega"], "pi": out["pi"],
-                           "backscatter": out["backscatter"], "transfer": out["transfer"],
-                           "energy": e, "enstrophy": z, "spectrum_dns": spec}
-                    if save_dns:
-                        row["omega_dns"] = full
-                    for k, v in row.items():
-                        buf.setdefault(k, []).append(np.asarray(v))
-            if is_writer:
-                t0 = time.perf_counter()
-                writer.write_chunk(m, chunk, {k: np.stack(v) for k, v in buf.items()})
-                timers.io += time.perf_counter() - t0
-            last = chunk == lay.chunks_per_member - 1
-            if last or d.checkpoint_interval == 0 or sim.state.step - last_ck >= ck_steps:
-                checkpoint(m, sim, sl.stop)
-                last_ck = sim.state.step
-            bar.update(sl.stop - sl.start)
-    bar.close()
-
-    wall = time.perf_counter() - t_start
-    # timings of the writers (group roots): their steps, samples, and where their time went
-    mine = np.array([timers.steps, timers.samples, timers.step, timers.sample, timers.io, wall, timers.spin],
-                    dtype=float)
-    mine *= 1.0 if is_writer else 0.0
-    tot = mine
-    if world is not None:
-        from mpi4py import MPI
-        world.Barrier()
-        tot = np.zeros_like(mine)
-        world.Reduce(mine, tot, op=MPI.SUM, root=0)
-        wall = world.allreduce(wall, op=MPI.MAX)
-    return SystemResult(system, "done", members=lay.members, snapshots=lay.snapshots, wall_s=wall,
-                        member_steps=int(tot[0]), samples=int(tot[1]), step_s=tot[2], sample_s=tot[3],
-                        io_s=tot[4], busy_s=tot[5], path=str(path), spin_s=tot[6])
+    job = _SystemRun(cfg, system, run_dir, save_dns, world, progress)
+    job.run()
+    return job.result(world, t_start)
 
 
 def _spin_note(bar, m, step, spin, lay, every, n_members, member_no, timers):
     """Spin-up progress of this group's member: steps, rate, ETA of the member and of the group."""
-    from .resources import fmt_time
     rate = timers.steps / timers.step if timers.step > 0 else 0.0
     per_member = spin + lay.snapshots * every
     left_all = (n_members - member_no) * per_member - step
@@ -502,15 +476,12 @@ def _spin_note(bar, m, step, spin, lay, every, n_members, member_no, timers):
 def check_run(cfg: Config, world=None, systems: list[str] | None = None) -> None:
     """ConfigError unless ``systems`` exist and the rank layout fits the grid and the world size
     (called by ``turbtl dns`` before anything is written, and by :func:`run_dns`)."""
-    from solver.parallel import check_slab_grid
-
     for s in systems or cfg.dns.systems:
         cfg.system(s)
     with solver_fields():
         check_slab_grid(cfg.grid.n_dns, cfg.dns.ranks_per_member)
     size = 1 if world is None else world.Get_size()
     if size % cfg.dns.ranks_per_member:
-        from .errors import ConfigError
         raise ConfigError(f"dns.ranks_per_member = {cfg.dns.ranks_per_member}: must divide the number of "
                           f"MPI ranks ({size})", field="dns.ranks_per_member")
 
@@ -520,8 +491,6 @@ def run_dns(cfg: Config, run_dir, *, systems: list[str] | None = None, save_dns:
     """Run the DNS stage for ``systems`` (default ``dns.systems``). Collective over ``world``
     (an mpi4py communicator, or None when serial). Returns one :class:`SystemResult` per system
     (complete on rank 0)."""
-    from solver.parallel import abort_on_error
-
     systems = list(systems or cfg.dns.systems)
     check_run(cfg, world, systems)
     rank0 = world is None or world.Get_rank() == 0

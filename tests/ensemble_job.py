@@ -16,14 +16,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from solver.ensemble import EnsembleRun  # noqa: E402
+from solver.ensemble import Ensemble  # noqa: E402
 from solver.parallel import abort_on_error  # noqa: E402
 from suite.config import load_config  # noqa: E402
 
 
 def build(comm, a):
     cfg = load_config(preset="ci")
-    return EnsembleRun(comm, n=a.n, members=a.members, system=cfg.system(a.system), dt=a.dt, seed=a.seed,
+    return Ensemble(comm, n=a.n, members=a.members, system=cfg.system(a.system), dt=a.dt, seed=a.seed,
                        ranks_per_member=a.rpm, check_every=a.check_every, checkpoint_dir=a.checkpoint_dir)
 
 

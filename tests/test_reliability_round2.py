@@ -228,22 +228,18 @@ def test_dns_memory_estimate_against_tracemalloc():
     """The per-point constant of the DNS memory model against what the solver allocates at 256²."""
     import tracemalloc
 
-    from solver import Simulation
+    from solver.filters import make_filter
+    from solver.sgs import FDNSSampler
     from suite.config import load_config
-    from suite.dns import _Member
+    from suite.dns import dns_ensemble
     from suite.resources import DNS_BYTES_PER_POINT
-    try:
-        from solver.fft import make_backend
-    except ImportError:  # pragma: no cover - the solver's backends moved
-        from solver import make_backend
     n = 256
-    cfg = load_config(preset="ci", overrides={"grid": {"n_dns": n}})
+    cfg = load_config(preset="ci", overrides={"grid": {"n_dns": n}, "dns": {"threads": 1}})
     tracemalloc.start()
     try:
-        mem = _Member(cfg, "base", 0, make_backend(n, backend="numpy", threads=1))
-        sim = Simulation(mem.equation, mem.stepper, state=mem.initial_state(), cfl_max=10.0)
-        sim.run(steps=3)
-        mem.sampler(sim.state.omega_hat)
+        run = dns_ensemble(cfg, "base").member(0, cfl_max=10.0).start()
+        run.advance_to(3)
+        FDNSSampler(run.equation, cfg.grid.n_les, make_filter(cfg.dns.filter, cfg.filter_width))(run.state.omega_hat)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from solver.ensemble import EnsembleRun
+from solver.ensemble import Ensemble
 from solver.backends.slab import SlabFFT
 from solver.parallel import Decomposition, block_range, check_slab_grid
 from suite.config import load_config
@@ -123,13 +123,13 @@ def test_reductions_are_bit_identical_on_every_rank(comm):
 
 
 def _serial(members, system, steps, n=32):
-    return EnsembleRun(None, n=n, members=members, system=system, dt=0.01, seed=3).start().advance(steps)
+    return Ensemble(None, n=n, members=members, system=system, dt=0.01, seed=3).start().advance(steps)
 
 
 @pytest.mark.mpi
 def test_slab_mode_matches_serial_after_200_steps(comm):
     n = 64 if comm.Get_size() <= 2 else 32
-    run = EnsembleRun(comm, n=n, members=1, system=SYSTEM, dt=0.01, seed=3,
+    run = Ensemble(comm, n=n, members=1, system=SYSTEM, dt=0.01, seed=3,
                       ranks_per_member=comm.Get_size()).start().advance(200)
     got = run.gather_omega_hat()
     if comm.Get_rank() == 0:
@@ -144,7 +144,7 @@ def test_ensemble_mode_matches_serial_after_200_steps(comm, system):
     size, members = comm.Get_size(), 3
     ref = None
     for rpm in [d for d in range(1, size + 1) if size % d == 0]:
-        run = EnsembleRun(comm, n=32, members=members, system=system, dt=0.01, seed=3,
+        run = Ensemble(comm, n=32, members=members, system=system, dt=0.01, seed=3,
                           ranks_per_member=rpm).start().advance(200)
         got = run.gather_omega_hat()
         if got is not None:
@@ -157,7 +157,7 @@ def test_ensemble_mode_matches_serial_after_200_steps(comm, system):
 @pytest.mark.mpi
 def test_torch_backend_slabs_match_the_numpy_serial_run(comm):
     """The torch backend (host-staged transposes) gives the numpy serial fields to rounding."""
-    run = EnsembleRun(comm, n=32, members=2, system=SYSTEM, dt=0.01, seed=3, ranks_per_member=comm.Get_size(),
+    run = Ensemble(comm, n=32, members=2, system=SYSTEM, dt=0.01, seed=3, ranks_per_member=comm.Get_size(),
                       backend="torch").start().advance(100)
     got = run.gather_omega_hat()
     if comm.Get_rank() == 0:
@@ -173,10 +173,10 @@ def test_restart_same_ranks_is_bit_identical(comm, shared_dir):
     size = comm.Get_size()
     kw = dict(n=32, members=2, system=STOCHASTIC, dt=0.01, seed=5, ranks_per_member=size if size > 1 else 1,
               checkpoint_dir=os.path.join(shared_dir, "ck"))
-    full = EnsembleRun(comm, **kw).start().advance(60).gather_omega_hat()
-    first = EnsembleRun(comm, **kw).start().advance(35, checkpoint_every=35)
+    full = Ensemble(comm, **kw).start().advance(60).gather_omega_hat()
+    first = Ensemble(comm, **kw).start().advance(35, checkpoint_every=35)
     assert first.last_checkpoint[1] == 35
-    second = EnsembleRun(comm, **kw)
+    second = Ensemble(comm, **kw)
     assert second.restore() and second.step == 35 and second.t == pytest.approx(0.35)
     resumed = second.advance(25).gather_omega_hat()
     if comm.Get_rank() == 0:
@@ -188,10 +188,10 @@ def test_restart_on_another_rank_count_within_1e12(comm, shared_dir):
     """Write on every rank (one slab-decomposed member group), continue serially on rank 0."""
     size = comm.Get_size()
     kw = dict(n=32, members=2, system=STOCHASTIC, dt=0.01, seed=5, checkpoint_dir=os.path.join(shared_dir, "ck2"))
-    full = EnsembleRun(comm, ranks_per_member=size, **kw).start().advance(50).gather_omega_hat()
-    EnsembleRun(comm, ranks_per_member=size, **kw).start().advance(30, checkpoint_every=30)
+    full = Ensemble(comm, ranks_per_member=size, **kw).start().advance(50).gather_omega_hat()
+    Ensemble(comm, ranks_per_member=size, **kw).start().advance(30, checkpoint_every=30)
     if comm.Get_rank() == 0:
-        serial = EnsembleRun(None, **kw)
+        serial = Ensemble(None, **kw)
         assert serial.restore() and serial.step == 30
         got = serial.advance(20).state.omega_hat
         assert _rel(got, full) < 1e-12
@@ -202,14 +202,14 @@ def test_restart_on_another_rank_count_within_1e12(comm, shared_dir):
 def test_restore_with_a_damaged_file_fails_on_every_rank(comm, shared_dir):
     from solver.errors import CheckpointError as DataError
     kw = dict(n=16, members=2, system=SYSTEM, dt=0.01, ranks_per_member=1, checkpoint_dir=os.path.join(shared_dir, "ck3"))
-    EnsembleRun(comm, **kw).start().advance(2, checkpoint_every=2)
+    Ensemble(comm, **kw).start().advance(2, checkpoint_every=2)
     if comm.Get_rank() == 0:
         p = os.path.join(shared_dir, "ck3", "member-00001.npz")
         data = open(p, "rb").read()
         open(p, "wb").write(data[:-100])
     comm.Barrier()
     with pytest.raises(DataError, match="member-00001.npz"):
-        EnsembleRun(comm, **kw).restore()
+        Ensemble(comm, **kw).restore()
 
 
 # --------------------------------------------------------------------------------------------
@@ -272,7 +272,7 @@ def test_a_rank_that_dies_aborts_the_job(tmp_path):
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_blow_up_is_raised_serially_too():
-    run = EnsembleRun(None, n=16, members=1, system=SYSTEM, dt=0.01, check_every=5).start()
+    run = Ensemble(None, n=16, members=1, system=SYSTEM, dt=0.01, check_every=5).start()
     run.state.omega_hat[..., 2, 2] = np.inf
     with pytest.raises(SimulationBlowUp, match="at step 5, t = 0.05; no checkpoint written yet"):
         run.advance(10)

@@ -16,7 +16,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from solver import wisdom  # noqa: E402
-from solver.ensemble import EnsembleRun  # noqa: E402
+from solver.ensemble import Ensemble  # noqa: E402
 from suite.config import load_config  # noqa: E402
 
 
@@ -27,7 +27,7 @@ def main() -> None:
         from mpi4py import MPI
         comm = MPI.COMM_WORLD
     size = 1 if comm is None else comm.Get_size()
-    run = EnsembleRun(comm, n=n, members=1, system=load_config(preset="ci").system("base"), dt=0.005,
+    run = Ensemble(comm, n=n, members=1, system=load_config(preset="ci").system("base"), dt=0.005,
                       seed=1, ranks_per_member=size, threads=1).start().advance(steps)
     assert run.backend.planner == "FFTW_MEASURE", run.backend.planner
     w = run.gather_omega_hat()
