@@ -2,9 +2,11 @@
 
 Every spectral array here is in numpy's rfft2 layout ``(..., n, n//2+1)`` = (ky, kx) with integer
 wavenumbers (the domain is ``[0, L)²`` with ``L = 2π``; for another ``L`` scale by ``2π/L``).
-Shell ``s`` holds the modes with ``round(|k|) == s``, ``s = 0 … n//2`` (the disk inscribed in the
-grid; the corners beyond ``n/2`` are left out, so that every shell is complete and isotropic).
-Sums over the full plane are taken over the half plane with weight 2 for ``0 < kx < n/2``.
+Shells are those of :mod:`solver.spectra` (shell ``s`` holds ``|k|`` in ``[s − ½, s + ½)``), cut to
+the disk inscribed in the grid, ``s = 0 … n//2``: the corners beyond ``n/2`` are left out, so that
+every shell is complete and isotropic (each shell's sum equals :func:`solver.spectra.shell_sum`'s).
+Sums over the full plane are taken over the half plane with the weights of
+:func:`solver.spectra.half_plane_weights` (2 for ``0 < kx < n/2``).
 
     >>> g = HalfPlane(16)
     >>> g.shell_sum(np.ones((16, 9)))[:3]     # modes per shell in the full plane
@@ -16,6 +18,8 @@ from functools import lru_cache
 
 import numpy as np
 import scipy.sparse as sp
+
+from solver import spectra
 
 
 class HalfPlane:
@@ -29,12 +33,10 @@ class HalfPlane:
         kx = np.arange(self.m)[None, :] * np.ones((n, 1))
         self.kx, self.ky = kx, ky
         self.kmag = np.hypot(kx, ky)
-        w = np.full((n, self.m), 2.0)
-        w[:, 0] = 1.0
-        w[:, -1] = 1.0
+        w = spectra.half_plane_weights(kx, n)
         self.weight = w                                     # full-plane multiplicity of each mode
-        self.n_shells = n // 2 + 1
-        shell = np.rint(self.kmag).astype(int)
+        self.n_shells = spectra.disk_shells(n)
+        shell = spectra.shell_index(kx, ky)
         self.in_disk = shell < self.n_shells
         self.shell = np.where(self.in_disk, shell, -1)
         # orientation of the wavevector in [0, π): |Ŵ(k)| = |Ŵ(-k)| for real kernels

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import spectra
+
 
 def _reduce(grid, density):
     """Σ over the local half spectrum (weights applied), allsum over ranks -> numpy per member."""
@@ -50,23 +52,15 @@ def palinstrophy(grid, omega_hat):
     return _out(_reduce(grid, _abs2(grid.backend, omega_hat) * grid.k2) / 2)
 
 
-def _shells(grid):
-    """Integer shell index round(|k| L / 2π) of every local mode (numpy) and the shell count."""
-    kk = np.sqrt(grid.np["kxi"] ** 2 + grid.np["kyi"] ** 2)
-    idx = np.rint(np.broadcast_to(kk, grid.backend.spectral_shape)).astype(np.int64)
-    return idx, int(np.ceil(grid.n / 2 * np.sqrt(2))) + 2
-
-
 def shell_sum(grid, density):
-    """Σ over each shell |k| ≈ κ (integer κ = 0, 1, ...) of a local spectral density (weights applied,
-    divided by n⁴), allsum over ranks. Returns (κ·2π/L, values[..., shells])."""
-    be = grid.backend
-    idx, nsh = _shells(grid)
-    d = be.to_numpy(density * grid.weights)
-    d = np.broadcast_to(d, d.shape[:-2] + be.spectral_shape)
-    flat = d.reshape(-1, idx.size)
-    out = np.stack([np.bincount(idx.ravel(), weights=row, minlength=nsh) for row in flat])
-    out = be.allsum(out).reshape(d.shape[:-2] + (nsh,)) / grid.n**4
+    """Σ over each integer shell κ = 0, 1, … (|k| L/2π in [κ − ½, κ + ½), corners beyond n/2
+    included: :mod:`solver.spectra`) of a local spectral density (weights applied, divided by n⁴),
+    allsum over ranks. Returns (κ·2π/L, values[..., shells]); Σ over shells = the domain average."""
+    be, h = grid.backend, grid.host
+    idx = np.broadcast_to(spectra.shell_index(h.kxi, h.kyi), be.spectral_shape)
+    nsh = spectra.shell_count(grid.n)
+    out = spectra.shell_sum(be.to_numpy(density * grid.weights), idx, nsh)
+    out = be.allsum(out.reshape(-1, nsh)).reshape(out.shape) / grid.n**4
     return np.arange(nsh) * grid.kscale, out
 
 

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from .backends import FFTBackend, make_backend
+from . import spectra
 from .errors import ParameterError
 
 DEALIAS_RULES = ("2/3", "3/2", "none")
@@ -56,7 +57,7 @@ class Grid:
         self.host = SimpleNamespace(kx=kx, ky=ky, kxi=kxi, kyi=kyi, k2=k2, inv_k2=inv_k2)
         dealias = np.logical_and(*self.mask_factors("2/3")).astype(float)
         nyq = np.logical_and(*self.mask_factors("none")).astype(float)
-        weights = np.where((kxi == 0) | (kxi == n // 2), 1.0, 2.0) * np.ones_like(k2)
+        weights = spectra.half_plane_weights(kxi, n) * np.ones_like(k2)
         ys = np.arange(n, dtype=float)[be.y_slice] * self.dx
         self.x = be.asarray((np.arange(n, dtype=float) * self.dx).reshape(1, n))
         self.y = be.asarray(ys.reshape(-1, 1))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from solver.closures import laplacian
+from solver import sgs, spectra
 
 
 def _np(a) -> np.ndarray:
@@ -55,8 +55,8 @@ def cc_masked(pred, true, mask) -> float:
 
 
 def enstrophy_transfer(pi, omega, L: float) -> np.ndarray:
-    """T = Π ∇²ω̄."""
-    return _np(pi) * laplacian(_np(omega), L)
+    """T = Π ∇²ω̄ (:func:`solver.sgs.enstrophy_transfer` of float64 numpy copies)."""
+    return sgs.enstrophy_transfer(_np(pi), _np(omega), L)
 
 
 def rel_l2(pred, true) -> float:
@@ -68,8 +68,9 @@ def rel_l2(pred, true) -> float:
 def spectrum(field, L: float) -> tuple[np.ndarray, np.ndarray]:
     """Angle-averaged spectrum: (k, E(k)) with E(k) = Σ_{|k|∈[k−½, k+½)} |f̂|² / n⁴, snapshot mean.
 
-    ``k`` are integer shell wavenumbers in units of 2π/L, 0 … n/2. Parseval: ΣE(k) over all shells
-    (including the corners beyond n/2, not returned) equals the mean of f².
+    The shells of :mod:`solver.spectra` over the full fft2 plane, cut to the disk: ``k`` are the
+    integer shell wavenumbers (units of 2π/L) 0 … n/2. Parseval: ΣE(k) over all shells (including
+    the corners beyond n/2, not returned) equals the mean of f².
     """
     f = _np(field)
     n = f.shape[-1]
@@ -77,10 +78,10 @@ def spectrum(field, L: float) -> tuple[np.ndarray, np.ndarray]:
     fh = np.fft.fft2(f)
     power = (np.abs(fh) ** 2).mean(axis=0) / n ** 4
     k1 = np.fft.fftfreq(n, 1.0 / n)
-    shell = np.rint(np.sqrt(k1[None, :] ** 2 + k1[:, None] ** 2)).astype(int)
-    e = np.bincount(shell.ravel(), weights=power.ravel())
-    kmax = n // 2
-    return np.arange(kmax + 1, dtype=np.float64), e[:kmax + 1]
+    shell = spectra.shell_index(k1[None, :], k1[:, None])
+    e = spectra.shell_sum(power, shell, spectra.shell_count(n))
+    kmax = spectra.disk_shells(n)
+    return np.arange(kmax, dtype=np.float64), e[:kmax]
 
 
 def variance_fraction_above(field, kc: int) -> float:

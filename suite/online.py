@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from solver import closures
+from solver.sgs import LES_JACOBIAN
 
 PHYSICS = closures.MODELS  # smag, leith, dsmag, dleith
 NAMES = ("none",) + PHYSICS + ("cnn",)
@@ -66,8 +67,8 @@ class ClosureTerm:
 
     def __init__(self, grid):
         self.grid, self.backend = grid, grid.backend
-        mask = np.broadcast_to(_mask_np(grid), grid.backend.spectral_shape)
-        self.mask = self.backend.asarray(mask.astype(float))
+        # the modes the LES equation evolves (every mode below Nyquist but k = 0)
+        self.mask = grid.mask(LES_JACOBIAN["dealias"])
 
     def fields(self, omega_hat):
         """(ψ̄, ω̄) physical backend arrays of a spectral vorticity (leading batch dims kept)."""
@@ -83,12 +84,6 @@ class ClosureTerm:
 
     def describe(self) -> dict:
         return {"closure": self.name}
-
-
-def _mask_np(grid) -> np.ndarray:
-    """1 on every LES mode below Nyquist except k = 0."""
-    g = grid.np
-    return g["nyquist_free"] * (g["k2"] > 0)
 
 
 class PhysicsClosure(ClosureTerm):
