@@ -81,7 +81,7 @@ def array_spec(tasks: list[int], throttle: int = 0) -> str:
 def _submit_one(plan: dict, stage: str, deps: list[str], tasks: list[int] | None, attempt: int,
                 replaces: str | None = None) -> dict:
     info = plan["stages"][stage]
-    script = str(Path(plan["run_dir"]) / "jobs" / info["script"])
+    script = str(run_jobs_dir(plan["run_dir"]) / info["script"])
     opts, dependency = [], ("afterok:" + ":".join(deps)) if deps else ""
     if dependency:
         opts.append(f"--dependency={dependency}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .. import layout
 from ..errors import UsageError
 from .common import add_config_options, config_from_args, csv_list, run_dir_from_args
 
@@ -29,7 +30,7 @@ def cmd_render(args) -> int:
     profile = load_profile(args.profile)
     run_dir = run_dir_from_args(args, cfg)
     plan = render(cfg, profile, run_dir, config_file=args.config, preset=args.preset)
-    jobs_dir = Path(plan["run_dir"]) / "jobs"
+    jobs_dir = layout.jobs_dir(plan["run_dir"])
     for stage, info in plan["stages"].items():
         arr = f"  (array of {info['array']['tasks']}, at most {info['array']['throttle'] or 'all'} at once)" \
             if info["array"] else ""
