@@ -71,11 +71,6 @@ class Grid:
         self.weights = be.asarray(weights)
         self.host.dealias, self.host.nyquist_free, self.host.weights = dealias, nyq, weights
 
-    @property
-    def np(self) -> dict:
-        """Deprecated: the host copies as a dict; use :attr:`host` (``grid.host.kx``)."""
-        return vars(self.host)
-
     def mask_factors(self, rule: str) -> tuple[np.ndarray, np.ndarray]:
         """(column, row) boolean factors of the modes a dealiasing rule keeps (host, local): the
         2/3 rule keeps |kx|, |ky| <= (n-1)//3 (integers); "3/2" and "none" every mode below the

@@ -91,7 +91,7 @@ def test_smagorinsky_removes_energy_at_the_eddy_viscosity_rate():
     fac = lambda g: make_closure("smag", g, delta=s.delta, cs=cs)  # noqa: E731
     grid, eq, _, term = build_les(s, backend(n), fac)
     w = random_field(grid, kp=5, energy=1.0, seed=7)
-    w = w * grid.np["nyquist_free"]  # a field the LES can hold (every mode below Nyquist)
+    w = w * grid.host.nyquist_free  # a field the LES can hold (every mode below Nyquist)
     psi, omega = (np.asarray(a) for a in term.fields(w))
     nu_e = (cs * s.delta) ** 2 * strain_rate(psi, L)
     px, py = gradient(psi, L)
@@ -153,7 +153,7 @@ def test_cnn_term_scaling_matches_training():
     torch.manual_seed(0)
     model = ClosureCNN(3, 4, 3)
     grid = Grid(n, L, backend=backend(n))
-    w = random_field(grid, kp=4, energy=3.0, seed=2, members=3) * grid.np["nyquist_free"]
+    w = random_field(grid, kp=4, energy=3.0, seed=2, members=3) * grid.host.nyquist_free
     term = make_closure("cnn", grid, model=model, norm=NORM)
     assert isinstance(term, CNNClosure)
     psi, omega = (np.asarray(a) for a in term.fields(w))
@@ -207,7 +207,7 @@ def test_cnn_closure_runs_stably_for_ci_duration_and_equals_its_linear_operator(
     tr = run_ensemble(grid, eq, stepper, w0, steps, [0, steps], series_every=1, term=term)
     assert np.isnan(tr.blowup_time).all() and np.isfinite(tr.omega).all()
 
-    kx, ky = grid.np["kx"], grid.np["ky"]
+    kx, ky = grid.host.kx, grid.host.ky
     symbol = -nu_c * 4 / h ** 2 * (np.sin(kx * h / 2) ** 2 + np.sin(ky * h / 2) ** 2)
     lin = lambda g: (lambda w, t: w * symbol * term.mask)  # noqa: E731
     grid2, eq2, st2, _ = build_les(s, backend(n), lin)

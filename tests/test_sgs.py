@@ -233,10 +233,10 @@ def test_les_rhs_plus_true_pi_equals_the_filtered_dns_rhs(dealias, stepper_beta)
     grid, les_eq, _, _ = build_les(setup, make_backend(n_les, threads=1), TruePi)
     w_bar_hat = np.fft.rfft2(true["omega"])
     lhs = np.asarray(les_eq.rhs(w_bar_hat, 0.0))
-    kx, ky = grid.np["kx"], grid.np["ky"]
+    kx, ky = grid.host.kx, grid.host.ky
     want = sampler.cg(np.asarray(eq.rhs(w_hat, 0.0))) * filt.transfer(kx, ky)
-    below = grid.np["nyquist_free"] > 0
+    below = grid.host.nyquist_free > 0
     scale = np.abs(want[below]).max()
     assert np.abs(lhs - want)[below].max() < 1e-10 * scale
     # the modes above the old 2/3 cut carry a real part of the tendency
-    assert np.abs(want * (1 - grid.np["dealias"]) * below).max() > 0.05 * scale
+    assert np.abs(want * (1 - grid.host.dealias) * below).max() > 0.05 * scale

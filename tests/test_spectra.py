@@ -80,7 +80,7 @@ def test_grid_masks_are_the_only_masks():
         assert np.array_equal(Equation(g, Parameters(), dealias=rule).mask_host, m)
     assert np.array_equal(g.mask("2/3", host=True), h.dealias * (h.k2 > 0))
     assert np.array_equal(g.mask("3/2", host=True), h.nyquist_free * (h.k2 > 0))
-    assert g.np is vars(h) or g.np == vars(h)  # the deprecated dict alias
+    assert not hasattr(g, "np")  # grid.host, not a dict named like the numpy module
 
 
 def test_online_closure_mask_is_the_les_equation_mask():

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from solver import diagnostics
+from solver import diagnostics, health
 
 CHECK_EVERY = 20
 
@@ -54,14 +54,12 @@ class _Ensemble:
         self.snap_pos, self.series_every, self.cfl_max = snap_pos, series_every, cfl_max
         self.state = stepper.init_state(omega_hat0)
         self.alive = np.arange(omega_hat0.shape[0])
-        self.lap = self.be.asarray(-grid.np["k2"])
+        self.lap = self.be.asarray(-grid.host.k2)
 
     def check(self) -> None:
         """Drop the members that are not finite or have CFL > cfl_max, recording their time."""
-        grid, state = self.grid, self.state
-        z = np.atleast_1d(diagnostics.enstrophy(grid, state.omega_hat))
-        c = np.atleast_1d(diagnostics.cfl(grid, state.omega_hat, self.stepper.dt))
-        bad = ~(np.isfinite(z) & np.isfinite(c) & (c <= self.cfl_max))
+        state = self.state
+        bad = health.check(self.grid, state.omega_hat, self.stepper.dt, cfl_max=self.cfl_max).bad
         if bad.any():
             self.traj.blowup_time[self.alive[bad]] = state.t
             keep = np.flatnonzero(~bad)

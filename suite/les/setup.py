@@ -92,7 +92,7 @@ def build_les(setup: LESSetup, backend, closure_term_factory=None):
     params = Parameters.from_system(setup)  # LESSetup has the System's parameter attributes
     forcing = make_forcing(grid, setup.forcing, kf=setup.kf) if setup.forcing != "none" else None
     if forcing is not None and setup.filter is not None:
-        G = make_filter(setup.filter, setup.delta).transfer(grid.np["kx"], grid.np["ky"])
+        G = make_filter(setup.filter, setup.delta).transfer(grid.host.kx, grid.host.ky)
         forcing = FilteredForcing(forcing, G, setup.filter)
     term = closure_term_factory(grid) if closure_term_factory is not None else None
     eq = les_equation(grid, params, forcing=forcing, extra=term)
