@@ -56,7 +56,7 @@ def measure_les_step(n: int = 128, members: int = 4, model=None, steps: int = 20
     for _ in range(repeats):
         for name in best:
             best[name] = min(best[name], timed(name))
-    return {"n": n, "members": members, "backend": runs["none"][0].describe(),
+    return {"n": n, "members": members, "backend": runs["none"][0].summary(),
             "steps_per_s_none": 1 / best["none"], "steps_per_s_cnn": 1 / best["cnn"],
             "member_steps_per_s_none": members / best["none"], "member_steps_per_s_cnn": members / best["cnn"],
             "ms_per_step_none": 1e3 * best["none"], "ms_per_step_cnn": 1e3 * best["cnn"],

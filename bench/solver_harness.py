@@ -33,6 +33,16 @@ from solver.parallel import Decomposition, abort_on_error
 from solver.stepping import make_stepper
 
 
+def _summary(be) -> str:
+    """The backend in one line (``summary()``; ``describe()`` before it returned a dict)."""
+    return be.summary() if hasattr(be, "summary") else be.describe()
+
+
+def _kernels(eq):
+    """The equation's hot-loop kernels (``kernels``; ``ops`` before solver/fastpath.py)."""
+    return eq.kernels if hasattr(eq, "kernels") else eq.ops
+
+
 def measure_step_vs_floor(n: int, backend: str = "numpy", dtype: str = "float64", steps: int = 20,
                           threads: int = 0, repeats: int = 5, device: str = "cpu",
                           stepper: str = "ab2cn") -> dict:
@@ -86,7 +96,7 @@ def measure_step_vs_floor(n: int, backend: str = "numpy", dtype: str = "float64"
         best = min(best, timed(lambda: st(state)))
         floor = min(floor, timed(floor_step))
         floor_pruned = min(floor_pruned, timed(pruned_step))
-    return {"n": n, "backend": be.describe(), "kernels": (eq.kernels if hasattr(eq, "kernels") else eq.ops).name, "ms_per_step": best * 1e3,
+    return {"n": n, "backend": _summary(be), "kernels": _kernels(eq).name, "ms_per_step": best * 1e3,
             "floor_ms": floor * 1e3, "ratio": best / floor, "mpoints_steps_per_s": n * n / best / 1e6,
             "pruned_floor_ms": floor_pruned * 1e3, "ratio_to_pruned": best / floor_pruned}
 
@@ -119,7 +129,7 @@ def bench_steps(n: int, steps: int, comm=None, *, members: int = 1, ranks_per_me
     per = best / steps
     return {"n": n, "ranks": size, "ranks_per_member": rpm, "members": members, "s_per_step": per,
             "members_steps_per_s": members / per, "mpoints_steps_per_s": members * n * n / per / 1e6,
-            "backend": "idle" if run.backend is None else run.backend.describe()}
+            "backend": "idle" if run.backend is None else _summary(run.backend)}
 
 
 def bench_fft_pairs(n: int, steps: int, comm=None, *, members: int = 1, ranks_per_member: int | None = None,
@@ -152,7 +162,7 @@ def bench_fft_pairs(n: int, steps: int, comm=None, *, members: int = 1, ranks_pe
     per = best / steps
     return {"n": n, "ranks": size, "ranks_per_member": rpm, "members": members, "s_per_pair": per,
             "members_pairs_per_s": members / per, "mpoints_pairs_per_s": members * n * n / per / 1e6,
-            "backend": be.describe()}
+            "backend": _summary(be)}
 
 
 def main(argv=None) -> int:

@@ -99,4 +99,4 @@ class Grid:
         return np.broadcast_to(x, self.backend.physical_shape), np.broadcast_to(y, self.backend.physical_shape)
 
     def __repr__(self):
-        return f"Grid(n={self.n}, L={self.L:g}, backend={self.backend.describe()})"
+        return f"Grid(n={self.n}, L={self.L:g}, backend={self.backend.summary()})"

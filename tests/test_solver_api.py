@@ -174,3 +174,14 @@ def test_extra_term_enters_the_equation():
     base = Equation(g, Parameters(mu=1.0))
     assert np.allclose(eq.rhs(w, 0.5), base.rhs(w, 0.5), atol=1e-12 * float(np.abs(w).max()))
     assert calls == [0.5]
+
+
+def test_backend_describe_is_data_and_summary_one_line():
+    import json
+
+    for be in (make_backend(16, backend="numpy", threads=1), make_backend(16, backend="torch", threads=1)):
+        d = be.describe()
+        assert isinstance(d, dict) and json.loads(json.dumps(d)) == d
+        assert {d["backend"], d["n"], d["dtype"], d["device"]} == {be.name, 16, "float64", "cpu"}
+        assert "library" in d and isinstance(be.summary(), str) and "\n" not in be.summary()
+        assert be.summary() in repr(be) and be.summary() in repr(Grid(16, backend=be))

@@ -239,8 +239,14 @@ class FFTBackend:
     def synchronize(self) -> None:
         """Wait for queued device work (CUDA); a no-op on CPU."""
 
-    def describe(self) -> str:
+    def describe(self) -> dict:
+        """What this backend is, as data (JSON-able): ``backend``, ``n``, ``dtype``, ``device``
+        (subclasses add ``library``, ``threads``, the slab layout). :meth:`summary` says it in one line."""
+        return {"backend": self.name, "n": self.n, "dtype": self.dtype_name, "device": self.device}
+
+    def summary(self) -> str:
+        """One line for people and logs (stored as such in the LES store's ``backend`` attribute)."""
         return f"{self.name} n={self.n} {self.dtype_name} on {self.device}"
 
     def __repr__(self):
-        return f"<{type(self).__name__} {self.describe()}>"
+        return f"<{type(self).__name__} {self.summary()}>"

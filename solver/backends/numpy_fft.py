@@ -43,7 +43,10 @@ class NumpyFFT(FFTBackend):
             return f"pyFFTW {self._fftw.__version__} (FFTW3, {self.planner}, {self.threads} threads)"
         return f"scipy.fft (pocketfft, {self.threads} workers)"
 
-    def describe(self) -> str:
+    def describe(self) -> dict:
+        return super().describe() | {"library": self.library, "threads": self.threads}
+
+    def summary(self) -> str:
         return f"numpy n={self.n} {self.dtype_name}: {self.library}"
 
     # arrays

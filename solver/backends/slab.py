@@ -193,8 +193,14 @@ class SlabFFT(FFTBackend):
     def synchronize(self):
         self.local.synchronize()
 
-    def describe(self) -> str:
-        lib = self.local.describe().split(": ", 1)[-1] if self.name == "numpy" else self.local.describe()
+    def describe(self) -> dict:
+        local = self.local.describe()
+        return local | {"n": self.n, "decomposition": "slab", "ranks": self.size, "rank": self.rank,
+                        "rows": [self.y_slice.start, self.y_slice.stop],
+                        "kx": [self.kx_slice.start, self.kx_slice.stop]}
+
+    def summary(self) -> str:
+        lib = self.local.summary().split(": ", 1)[-1] if self.name == "numpy" else self.local.summary()
         return (f"slab {self.name} n={self.n} {self.dtype_name} over {self.size} ranks "
                 f"(rank {self.rank}: rows {self.y_slice.start}:{self.y_slice.stop}, "
                 f"kx {self.kx_slice.start}:{self.kx_slice.stop}); {lib}")

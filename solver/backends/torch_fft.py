@@ -30,7 +30,11 @@ class TorchFFT(FFTBackend):
         self.xp = torch
         self._setup_layout(n, slice(0, n), slice(0, n // 2 + 1))
 
-    def describe(self) -> str:
+    def describe(self) -> dict:
+        th = {"threads": self.torch.get_num_threads()} if self.device == "cpu" else {}
+        return super().describe() | {"library": f"torch {self.torch.__version__}"} | th
+
+    def summary(self) -> str:
         th = f", {self.torch.get_num_threads()} threads" if self.device == "cpu" else ""
         return f"torch {self.torch.__version__} n={self.n} {self.dtype_name} on {self.device}{th}"
 

@@ -77,7 +77,7 @@ def run_system(cfg: Config, system: str, run_dir, specs: list[ClosureSpec], *, f
                      **m, "steps_per_s": tr.steps_per_s})
     add_skill(rows)
     ds = dataset(cfg, system, setup, truth, specs, trajs, rows, terms, grid_np, store)
-    ds.attrs["backend"] = backend.describe()
+    ds.attrs["backend"] = backend.summary()
     write_store(ds, out)
     write_csv(rows, layout.les_metrics(run_dir, system))
     figures(ds, layout.figures_dir(run_dir), system)
