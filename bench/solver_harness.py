@@ -34,7 +34,7 @@ from solver.stepping import make_stepper
 
 
 def _summary(be) -> str:
-    """The backend in one line (``summary()``; ``describe()`` before it returned a dict)."""
+    """The backend in one line: ``summary()`` (before it existed ``describe()`` returned that line)."""
     return be.summary() if hasattr(be, "summary") else be.describe()
 
 
