@@ -13,7 +13,9 @@ Ten lines from a notebook::
 
 Pieces: :mod:`solver.backends` (FFT backends: numpy/pyFFTW, torch CPU/CUDA, MPI slabs via
 ``make_backend(comm=...)``), :mod:`solver.grid`, :mod:`solver.equation`, :mod:`solver.forcing`,
-:mod:`solver.stepping`, :mod:`solver.initial`, :mod:`solver.diagnostics`, :mod:`solver.simulation`.
+:mod:`solver.stepping`, :mod:`solver.initial`, :mod:`solver.diagnostics`, :mod:`solver.simulation`;
+the hot loop of the nonlinear term in :mod:`solver.fastpath`, the shell binning of spectra in
+:mod:`solver.spectra`.
 """
 from .equation import Equation, Parameters
 from .backends import FFTBackend, make_backend
