@@ -276,3 +276,30 @@ def test_blow_up_is_raised_serially_too():
     run.state.omega_hat[..., 2, 2] = np.inf
     with pytest.raises(SimulationBlowUp, match="at step 5, t = 0.05; no checkpoint written yet"):
         run.advance(10)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_health_names_the_members_that_blew_up_and_why():
+    from solver import health
+    run = Ensemble(None, n=16, members=3, system=SYSTEM, dt=0.01, seed=3).start()
+    grid, w = run.runner.grid, run.state.omega_hat.copy()
+    h = health.check(grid, w, 0.01, cfl_max=2.0, step=7, t=0.07, names=run.members)
+    assert h.ok and h.message() is None and h.blown_up == []
+    w[1, 2, 2] = np.nan
+    h = health.check(grid, w, 0.01, cfl_max=2.0, step=7, t=0.07, names=run.members)
+    assert list(h.bad) == [False, True, False] and h.blown_up == [1]
+    assert h.message() == "simulation blew up: non-finite vorticity in member 1 at step 7, t = 0.07"
+    h = health.check(grid, run.state.omega_hat, 0.01, cfl_max=1e-9, step=7, t=0.07, names=run.members)
+    worst = int(np.argmax(h.cfl))
+    assert h.blown_up == [0, 1, 2] and f"> cfl_max = 1e-09 in member {worst} at step 7" in h.message()
+    assert "in member" not in health.check(grid, run.state.omega_hat[0], 0.01, cfl_max=1e-9).message()
+
+
+def test_one_member_at_a_time_matches_the_batch():
+    """The one seeding rule: a member run alone (turbtl dns) is the batched ensemble's member."""
+    batched = Ensemble(None, n=32, members=3, system=STOCHASTIC, dt=0.01, seed=3).start().advance(20)
+    ens = Ensemble(None, n=32, members=3, system=STOCHASTIC, dt=0.01, seed=3, batch=False)
+    assert ens.runner is None
+    for m in ens.members:
+        one = ens.member(m).start().advance_to(20)
+        assert one.step == 20 and _rel(one.state.omega_hat, batched.state.omega_hat[m]) < 1e-12
