@@ -12,6 +12,7 @@ import time
 import torch
 
 from solver.backends import make_backend
+from solver.filters import default_width
 from solver.initial import random_field
 from suite.les import LESSetup, build_les
 from suite.model import paper_model
@@ -32,7 +33,7 @@ def measure_les_step(n: int = 128, members: int = 4, model=None, steps: int = 20
     L = 2 * math.pi
     setup = LESSetup(n=n, L=L, re=2e4, mu=0.1, beta=0.0, hyperviscosity=0.0, hyper_order=2, forcing="cos-xy",
                      kf=4.0, dt=1e-3, stepper="ab2cn", filter="gaussian",
-                     delta=2 * L / n, sample_interval=1e-3)
+                     delta=default_width(L, n), sample_interval=1e-3)
     runs = {}
     for name in ("none", "cnn"):
         be = make_backend(n, backend=backend, dtype=dtype, device=device)

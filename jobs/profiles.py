@@ -25,7 +25,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from suite.config import Spec, _validate_section, between, choices, ge
+from suite.config import Spec, between, choices, ge, validate_section
 from suite.errors import ConfigError
 from suite.stages import JOB_STAGES
 
@@ -165,9 +165,9 @@ def load_profile(name: str = "local") -> Profile:
         if unknown:
             raise ConfigError(f"[{unknown[0]}] is not a known section: accepted are cluster, defaults, stages",
                               field=unknown[0])
-        cluster = _validate_section("cluster", CLUSTER_SCHEMA, doc.get("cluster", {}))
+        cluster = validate_section("cluster", CLUSTER_SCHEMA, doc.get("cluster", {}))
         defaults = doc.get("defaults", {})
-        _validate_section("defaults", RESOURCE_SCHEMA, defaults)
+        validate_section("defaults", RESOURCE_SCHEMA, defaults)
         given = doc.get("stages", {})
         if not isinstance(given, dict):
             raise ConfigError("[stages] must be a table of [stages.<stage>] tables", field="stages")
@@ -178,7 +178,7 @@ def load_profile(name: str = "local") -> Profile:
         stages = {}
         for st in STAGES:
             spec = RESOURCE_SCHEMA | STAGE_EXTRAS.get(st, {})
-            res = _validate_section(f"stages.{st}", spec, {**defaults, **given.get(st, {})})
+            res = validate_section(f"stages.{st}", spec, {**defaults, **given.get(st, {})})
             for key in ("partition", "account", "qos"):
                 res[key] = res[key] or cluster[key]
             _check_stage(f"stages.{st}", cluster, res)

@@ -23,6 +23,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
+from solver import backends as solver_backends
+from solver import closures as solver_closures
+from solver import equation as solver_equation
+from solver import filters as solver_filters
+from solver import forcing as solver_forcing
+from solver import grid as solver_grid
+from solver import stepping as solver_stepping
+from solver.filters import default_width
+
 from .errors import ConfigError
 
 PRESET_DIR = Path(__file__).with_name("presets")
@@ -94,16 +103,17 @@ def _all(*rules):
     return r
 
 
-STEPPERS = ("ab2cn", "rk3cn", "etdrk4")
-DEALIAS = ("2/3", "3/2", "none")
-JACOBIAN = ("advective", "average")
-FILTERS = ("gaussian", "box", "sharp")
-FORCINGS = ("cos-xy", "kolmogorov-y", "none", "stochastic")
-INITS = ("random", "zero")
-BACKENDS = ("numpy", "torch")
-DTYPES = ("float64", "float32")
+# The solver's choices come from its registries (one place per fact); the config only adds its own.
+STEPPERS = solver_stepping.STEPPERS
+DEALIAS = solver_grid.DEALIAS_RULES
+JACOBIAN = solver_equation.JACOBIANS
+FILTERS = tuple(solver_filters.FILTERS)
+FORCINGS = solver_forcing.FORCINGS
+INITS = ("random", "zero")  # [systems.*].init: a seeded random field (solver.initial.random_field) or rest
+BACKENDS = solver_backends.BACKENDS
+DTYPES = solver_backends.DTYPES
 SUBSET_KINDS = ("singles", "pairs", "all", "prefixes", "suffixes")
-CLOSURES = ("none", "smag", "leith", "dsmag", "dleith")
+CLOSURES = ("none", *solver_closures.MODELS)
 MAX_STEPS = 1e12  # time steps per DNS member (the paper's preset: 2.1e6)
 
 # Every section of a configuration. Lists are given as (list, element-rule).
@@ -273,7 +283,7 @@ class Config:
     @property
     def filter_width(self) -> float:
         w = self.dns.filter_width
-        return w if w > 0 else 2 * self.grid.L / self.grid.n_les
+        return w if w > 0 else default_width(self.grid.L, self.grid.n_les)
 
     def to_dict(self) -> dict:
         """The resolved configuration (every default filled in): the provenance record."""
@@ -365,7 +375,10 @@ def _coerce(where: str, spec: Spec, value):
     return value
 
 
-def _validate_section(name: str, spec: dict[str, Spec], given: dict) -> dict:
+def validate_section(name: str, spec: dict[str, Spec], given: dict) -> dict:
+    """The table ``given`` checked against ``spec`` (unknown keys, types, rules; defaults filled in):
+    the validated values, or ConfigError naming ``name.key``. Public: jobs/profiles.py validates the
+    cluster profiles' tables with it."""
     if not isinstance(given, dict):
         raise ConfigError(f"[{name}] must be a table", field=name)
     unknown = sorted(set(given) - set(spec))
@@ -395,7 +408,7 @@ def _systems(doc: dict) -> dict[str, System]:
         if not name.replace("_", "").replace("-", "").isalnum():
             raise ConfigError(f"systems.{name}: a system name may use letters, digits, '_' and '-'",
                               field=f"systems.{name}")
-        values = _validate_section(f"systems.{name}", SYSTEM_SCHEMA, params)
+        values = validate_section(f"systems.{name}", SYSTEM_SCHEMA, params)
         out[name] = System(name=name, **values)
     return out
 
@@ -461,7 +474,7 @@ def resolve(doc: dict, preset: str, source: str) -> Config:
     if unknown:
         raise ConfigError(f"[{unknown[0]}] is not a known section: accepted are {', '.join(sorted(known))}",
                           field=unknown[0])
-    sections = {name: _validate_section(name, spec, doc.get(name, {})) for name, spec in SCHEMA.items()}
+    sections = {name: validate_section(name, spec, doc.get(name, {})) for name, spec in SCHEMA.items()}
     systems = _systems(doc)
     _cross_checks(sections, systems)
     return Config(preset=preset, source=source, raw=doc | {"preset": meta},

@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from solver.filters import default_width
+
 from .errors import DataError
 from .fdns import open_fdns, reading
 
@@ -74,7 +76,7 @@ class FDNSData:
         attrs = self.ds.attrs
         self.L = float(attrs.get("L", 2 * np.pi))
         n = self.ds.sizes["x"]
-        self.delta = float(attrs.get("filter_width") or 2 * self.L / n)
+        self.delta = float(attrs.get("filter_width") or default_width(self.L, n))
         self.chunk_time = int(attrs.get("chunk_time", 1))
         self.complete = np.asarray(self.ds["complete"].values, bool)
         self.labels = np.asarray(self.ds["split"].values).astype(str)

@@ -90,7 +90,7 @@ def test_cli_analyze_and_summary(run_dir, tmp_path):
     cfg = tmp_path / "a.toml"
     cfg.write_text('extends = "ci"\n[model]\nlayers = 3\nwidth = 3\nkernel = 3\n'
                    '[analyze]\nworkers = 1\npercentile = 90.0\n')
-    r = subprocess.run([sys.executable, "-m", "suite.cli", "analyze", "--config", str(cfg), "--run-dir",
+    r = subprocess.run([sys.executable, "-m", "turbtl.cli", "analyze", "--config", str(cfg), "--run-dir",
                         str(run_dir)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert "analyze:" in r.stdout.strip().splitlines()[-1]
@@ -100,6 +100,6 @@ def test_cli_analyze_and_summary(run_dir, tmp_path):
         assert fig.endswith(".png") and (run_dir / "figures" / fig.split("/")[-1]).is_file()
     assert set(s["targets"]) == set(TARGETS)
     assert s["targets"]["high_re"]["measured_best"] == 1
-    bad = subprocess.run([sys.executable, "-m", "suite.cli", "analyze", "--config", str(cfg), "--run-dir",
+    bad = subprocess.run([sys.executable, "-m", "turbtl.cli", "analyze", "--config", str(cfg), "--run-dir",
                           str(tmp_path / "empty")], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "model" in bad.stderr

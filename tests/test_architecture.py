@@ -1,8 +1,16 @@
 """The import direction of docs/architecture.md, enforced.
 
-``solver`` is a library: none of its modules imports the packages built on it (``suite``,
-``analysis``, ``jobs``, ``bench``), neither at module level nor inside a function, and importing it
-pulls none of them in. Its own modules import each other without a cycle.
+The packages form layers, each importing only those below it (``LAYERS``), checked by an ``ast``
+walk of every module, imports at module level and inside functions alike:
+
+    turbtl (the application: CLI, commands, report)  -> anything
+    bench                                             -> analysis, jobs, suite, solver
+    analysis, jobs                                    -> suite, solver
+    suite                                             -> solver
+    solver                                            -> nothing of the project
+
+``solver`` is a library: importing it pulls none of the others in, and its own modules import each
+other without a cycle.
 """
 from __future__ import annotations
 
@@ -14,13 +22,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLVER = ROOT / "solver"
-UPPER = ("suite", "analysis", "jobs", "bench")
+UPPER = ("suite", "analysis", "jobs", "bench", "turbtl")
+LAYERS = {  # package -> the project packages it may import (besides itself)
+    "solver": set(),
+    "suite": {"solver"},
+    "analysis": {"suite", "solver"},
+    "jobs": {"suite", "solver"},
+    "bench": {"analysis", "jobs", "suite", "solver"},
+    "turbtl": {"bench", "analysis", "jobs", "suite", "solver"},
+}
 
 
-def _modules() -> dict[str, Path]:
-    """Dotted module name -> file, for every module of the solver package."""
+def _modules(package: Path = SOLVER) -> dict[str, Path]:
+    """Dotted module name -> file, for every module of one package (default: the solver)."""
     out = {}
-    for path in sorted(SOLVER.rglob("*.py")):
+    for path in sorted(package.rglob("*.py")):
         parts = list(path.relative_to(ROOT).with_suffix("").parts)
         if parts[-1] == "__init__":
             parts = parts[:-1]
@@ -54,6 +70,18 @@ def test_solver_imports_nothing_above_it():
            for name, path in _modules().items() for line, mod in _imports(name, path)
            if mod.split(".")[0] in UPPER]
     assert not bad, "solver must not import the packages built on it:\n" + "\n".join(bad)
+
+
+def test_packages_import_only_the_layers_below_them():
+    bad = []
+    for package, allowed in LAYERS.items():
+        for name, path in _modules(ROOT / package).items():
+            for line, mod in _imports(name, path):
+                top = mod.split(".")[0]
+                if top in LAYERS and top != package and top not in allowed:
+                    bad.append(f"{path.relative_to(ROOT)}:{line}: {package} imports {mod}")
+    assert not bad, ("imports against the layers (turbtl -> bench -> analysis, jobs -> suite -> solver; "
+                     "docs/architecture.md):\n" + "\n".join(sorted(set(bad))))
 
 
 def test_import_solver_pulls_in_nothing_above_it():

@@ -4,11 +4,11 @@ import sys
 
 import pytest
 
-from suite.cli import main
+from turbtl.cli import main
 
 
 def turbtl(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "suite.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "turbtl.cli", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=120)
 
 

@@ -29,7 +29,7 @@ def _train(run_dir, *extra):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "PMI_RANK", "PMI_SIZE"):
         env.pop(k, None)
-    r = subprocess.run([sys.executable, "-m", "suite.cli", "train", "--config", str(run_dir / "c.toml"),
+    r = subprocess.run([sys.executable, "-m", "turbtl.cli", "train", "--config", str(run_dir / "c.toml"),
                         "--run-dir", str(run_dir), "--device", "cpu", *extra],
                        capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr

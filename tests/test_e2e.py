@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from suite.browser import chromium, render
+from turbtl.browser import chromium, render
 
 STAGES = ("dns", "train", "transfer", "analyze", "les", "report")
 
 
 def turbtl(*args, timeout=900):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "suite.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "turbtl.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=env)
 
 

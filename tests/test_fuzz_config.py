@@ -1,4 +1,4 @@
-"""Property-based fuzzing (hypothesis) of every configuration field through the CLI (`suite.cli.main`
+"""Property-based fuzzing (hypothesis) of every configuration field through the CLI (`turbtl.cli.main`
 in-process, the function behind `turbtl`): for every field of every section and of a system, a value
 of the wrong TOML type, NaN/±inf, an extreme number, or an unknown key beside it; and whole files of
 arbitrary bytes. Property: exit status 2, exactly one error line, no traceback, no run folder
@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from suite.cli import main
+from turbtl.cli import main
 from suite.config import SCHEMA, SYSTEM_SCHEMA
 
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -19,7 +19,7 @@ from suite.errors import ConfigError
 
 
 def turbtl(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "suite.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "turbtl.cli", *args], capture_output=True, text=True,
                           timeout=120, env=env)
 
 
@@ -66,7 +66,7 @@ def test_render_local_ci_every_stage(tmp_path):
 def test_rendered_chain_is_the_pipeline_of_turbtl_run(tmp_path):
     """The SLURM chain runs every stage of `turbtl run` (suite.stages.PIPELINE, les included), in
     that order: each stage after the one before it, and a script for each."""
-    from suite.commands.run import STAGES as RUN_STAGES
+    from turbtl.commands.run import STAGES as RUN_STAGES
     from suite.stages import PIPELINE as ORDER
     assert tuple(RUN_STAGES) == ORDER and "les" in ORDER
     plan = render(load_config(preset="ci"), load_profile("local"), tmp_path)

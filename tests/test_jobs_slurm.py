@@ -30,7 +30,7 @@ VENV_BIN = Path(sys.executable).parent
 
 
 def turbtl(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "suite.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "turbtl.cli", *args], capture_output=True, text=True,
                           timeout=timeout)
 
 
@@ -75,7 +75,7 @@ def test_failed_stage_is_detected_and_dependents_blocked(slurm_cluster, tmp_path
 
 
 def _missing_stages() -> list[str]:
-    from suite.cli import build_parser
+    from turbtl.cli import build_parser
     have = set(build_parser()._subparsers._group_actions[0].choices)
     return [s for s in PIPELINE if s not in have]
 
@@ -83,7 +83,7 @@ def _missing_stages() -> list[str]:
 def _run_direct(run: Path) -> None:
     """The ci study by running each stage's command directly, on as many processes as the jobs use."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cli = [str(VENV_BIN / "python"), "-m", "suite.cli"]
+    cli = [str(VENV_BIN / "python"), "-m", "turbtl.cli"]
     common = ["--preset", "ci", "--run-dir", str(run)]
     steps = [[str(VENV_BIN / "mpiexec"), "-n", "2", *cli, "dns", *common],
              [*cli, "train", *common, "--nproc", "2"],

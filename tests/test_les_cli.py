@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from suite.cli import main
+from turbtl.cli import main
 from suite.config import load_config
 from suite.fdns import Layout, create_store, split_labels, write_chunk
 from suite.les import open_les

@@ -1,4 +1,4 @@
-"""Bad input through the real CLI (`suite.cli.main`, the function behind `turbtl`): exit status 2, one
+"""Bad input through the real CLI (`turbtl.cli.main`, the function behind `turbtl`): exit status 2, one
 clear line naming the field, the value and what is accepted, and nothing written (the run folder is not
 created, or an existing one is unchanged: compared file by file before and after).
 
@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from suite.cli import main
+from turbtl.cli import main
 
 from reliability_common import ci_run, copy_run, snapshot, write_config
 

@@ -1,4 +1,4 @@
-"""Reliability round 2 (issue 22), through the real CLI (`suite.cli.main`, the function behind `turbtl`):
+"""Reliability round 2 (issue 22), through the real CLI (`turbtl.cli.main`, the function behind `turbtl`):
 malformed config files and misplaced run folders exit 2 in one line; every stage refuses an empty or
 partial run folder before it writes (no report, no lock file, no folder); a resource estimate refuses
 what cannot fit this machine; spin-up progress never goes quiet; provenance records thread counts.
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from suite.cli import main
+from turbtl.cli import main
 
 from reliability_common import LOCK, ci_run, copy_run, one_error_line, snapshot, turbtl, write_config
 

@@ -92,7 +92,7 @@ def test_frozen_layers_get_no_gradient_and_stay_fixed(store):
 
 
 def _cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "suite.cli", "train", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "turbtl.cli", "train", *args], capture_output=True, text=True,
                           cwd=os.path.dirname(os.path.dirname(__file__)), env=env, timeout=600)
 
 

@@ -28,7 +28,7 @@ lr = 1e-3
 
 
 def _cmd(run_dir, *extra):
-    return [sys.executable, "-m", "suite.cli", "train", "--config", str(run_dir / "c.toml"),
+    return [sys.executable, "-m", "turbtl.cli", "train", "--config", str(run_dir / "c.toml"),
             "--run-dir", str(run_dir), "--device", "cpu", *extra]
 
 

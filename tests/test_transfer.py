@@ -29,7 +29,7 @@ VOLATILE = ["wall_time_s"]
 
 
 def turbtl(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "suite.cli", *args], capture_output=True, text=True, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "turbtl.cli", *args], capture_output=True, text=True, cwd=ROOT,
                           env=ENV, timeout=timeout)
 
 
@@ -155,7 +155,7 @@ def reference(base_run, tmp_path_factory):
 
 @pytest.mark.slow
 def test_kill_mid_sweep_and_rerun_equals_uninterrupted(run, reference):
-    cmd = [sys.executable, "-m", "suite.cli", "transfer", "--preset", "ci", "--run-dir", str(run), "--device", "cpu",
+    cmd = [sys.executable, "-m", "turbtl.cli", "transfer", "--preset", "ci", "--run-dir", str(run), "--device", "cpu",
            "--quiet", *SWEEP]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from ..config import describe_schema
+from suite.config import describe_schema
+
 from .common import add_config_options, config_from_args
 
 
@@ -14,7 +15,7 @@ def run(args) -> int:
         return 0
     cfg = config_from_args(args)
     if args.estimate:
-        from ..resources import table
+        from suite.resources import table
         print(table(cfg, args.run_dir, save_dns=args.save_dns))
         return 0
     print(json.dumps(cfg.to_dict(), indent=2, sort_keys=False))

@@ -3,7 +3,7 @@
 Single process:   turbtl train --preset small
 DDP, 2 processes: turbtl train --preset small --nproc 2
                   (re-launches itself as `python -m torch.distributed.run --standalone
-                  --nproc_per_node 2 -m suite.cli train ...`; equivalent to calling torchrun yourself)
+                  --nproc_per_node 2 -m turbtl.cli train ...`; equivalent to calling torchrun yourself)
 SLURM / MPI:      srun turbtl train ...  or  mpiexec -n N turbtl train ...  (rank and world size
                   from the environment; set MASTER_ADDR/MASTER_PORT across nodes)
 
@@ -18,8 +18,9 @@ import subprocess
 import sys
 import time
 
-from .. import layout
-from ..errors import UsageError
+from suite import layout
+from suite.errors import UsageError
+
 from .common import add_config_options, add_resource_options, check_resources, config_from_args, need_complete, run_dir_from_args
 
 
@@ -30,16 +31,16 @@ def _relaunch(args) -> int:
             out += [f"--{opt.replace('_', '-')}", str(getattr(args, opt))]
     out += [f"--{flag.replace('_', '-')}" for flag in ("resume", "force", "ignore_resources") if getattr(args, flag)]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
-           "-m", "suite.cli"] + out
+           "-m", "turbtl.cli"] + out
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc)))
     return subprocess.call(cmd, env=env)
 
 
 def run(args) -> int:
-    from .. import ddp as D
-    from ..rundir import record_stage, run_lock
-    from ..train import base_paths, train_base
+    from suite import ddp as D
+    from suite.rundir import record_stage, run_lock
+    from suite.train import base_paths, train_base
 
     cfg = config_from_args(args)  # validate before anything else
     system = args.system or cfg.train.system
@@ -50,7 +51,7 @@ def run(args) -> int:
         return _relaunch(args)
     run_dir = run_dir_from_args(args, cfg)
     store = layout.fdns_store(run_dir, system)
-    from ..fdns import read_attrs
+    from suite.fdns import read_attrs
     read_attrs(store)  # missing / foreign store: exit 2 before anything is written
     # a DNS stopped early: every split must have a complete member (exit 2, nothing written)
     need_complete(store, {"train": 1, "test": 1}, "`turbtl train`")
@@ -60,7 +61,7 @@ def run(args) -> int:
     try:
         with run_lock(run_dir, "train", comm=D.TorchComm(env), cfg=cfg):
             if paths["model"].exists() and not args.force:
-                from ..model import load_model
+                from suite.model import load_model
                 load_model(paths["dir"])  # a damaged model.pt is reported (DataError), not kept as done
                 if env.is_root:
                     print(f"turbtl train: {paths['model']} exists (use --force to retrain)")

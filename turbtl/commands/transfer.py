@@ -21,8 +21,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from .. import layout
-from ..errors import UsageError
+from suite import layout
+from suite.errors import UsageError
+
 from .common import add_config_options, add_resource_options, check_resources, config_from_args, csv_list, need, run_dir_from_args
 
 
@@ -53,13 +54,13 @@ def _overrides(args) -> dict:
 def run(args) -> int:
     import shutil
 
-    from .. import transfer as T
-    from ..ddp import resolve_device
-    from ..errors import DataError
-    from ..fdns import read_attrs
-    from ..masks import select
-    from ..model import load_model
-    from ..rundir import record_stage, run_lock
+    from suite import transfer as T
+    from suite.ddp import resolve_device
+    from suite.errors import DataError
+    from suite.fdns import read_attrs
+    from suite.masks import select
+    from suite.model import load_model
+    from suite.rundir import record_stage, run_lock
 
     cfg = config_from_args(args, _overrides(args))  # validates every value
     part = T.parse_slice(args.slice)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import platform
 
-from ..provenance import code_version, library_versions
+from suite.provenance import code_version, library_versions
 
 
 def gather() -> list[tuple[str, str]]:

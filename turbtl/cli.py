@@ -1,6 +1,6 @@
 """`turbtl` — the command line of the suite.
 
-Each stage is a subcommand in ``suite/commands/<name>.py``. Bad input exits with status 2 and
+Each stage is a subcommand in ``turbtl/commands/<name>.py``. Bad input exits with status 2 and
 one line naming the field, the value and what is accepted; nothing is written in that case.
 A full disk (ENOSPC, EDQUOT) or a file-size limit (EFBIG) while a stage writes exits with status 1
 and one line naming the path and what to do (no traceback): every stage writes atomically and
@@ -13,9 +13,10 @@ import errno
 import importlib
 import sys
 
-from . import __version__
+from suite import __version__
+from suite.errors import UsageError
+
 from .commands import COMMANDS
-from .errors import UsageError
 
 EPILOG = """\
 The study, stage by stage (each stage skips work that is already done; --force redoes it):
@@ -44,9 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
         try:
-            mod = importlib.import_module(f"suite.commands.{name}")
+            mod = importlib.import_module(f"turbtl.commands.{name}")
         except ModuleNotFoundError as e:
-            if e.name == f"suite.commands.{name}":
+            if e.name == f"turbtl.commands.{name}":
                 continue  # stage not built yet
             raise
         mod.register(sub)

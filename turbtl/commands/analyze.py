@@ -10,8 +10,9 @@ import json
 import time
 from pathlib import Path
 
-from .. import layout
-from ..errors import DataError, UsageError
+from suite import layout
+from suite.errors import DataError, UsageError
+
 from .common import add_config_options, add_resource_options, check_resources, config_from_args, need, run_dir_from_args
 
 

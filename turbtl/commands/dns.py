@@ -12,17 +12,18 @@ from __future__ import annotations
 import sys
 import time
 
-from ..errors import SimulationBlowUp
+from suite.errors import SimulationBlowUp
+
 from .common import add_config_options, add_resource_options, check_resources, config_from_args, csv_list, run_dir_from_args
 
 
 def run(args) -> int:
-    from ..dns import check_run, run_dns, world_comm
-    from ..rundir import record_stage, run_lock
+    from suite.dns import check_run, run_dns, world_comm
+    from suite.rundir import record_stage, run_lock
 
     overrides = {"dns": {"systems": csv_list(args.systems)}} if args.systems else None
     if args.systems is not None and not csv_list(args.systems):
-        from ..errors import UsageError
+        from suite.errors import UsageError
         raise UsageError(f"--systems = {args.systems!r}: give one or more system names, comma-separated",
                          field="systems")
     cfg = config_from_args(args, overrides)  # validated (incl. the systems) before anything is written

@@ -16,14 +16,15 @@ from __future__ import annotations
 import argparse
 import time
 
-from .. import layout
-from ..errors import UsageError
+from suite import layout
+from suite.errors import UsageError
+
 from .common import add_config_options, add_resource_options, check_resources, config_from_args, csv_list, need_complete, run_dir_from_args
 
 
 def run(args) -> int:
-    from ..les import prepare, run_les
-    from ..rundir import record_stage, run_lock
+    from suite.les import prepare, run_les
+    from suite.rundir import record_stage, run_lock
 
     overrides = {}
     for opt, key in ((args.systems, "systems"), (args.closures, "closures")):

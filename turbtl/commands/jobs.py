@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .. import layout
-from ..errors import UsageError
+from suite import layout
+from suite.errors import UsageError
+
 from .common import add_config_options, config_from_args, csv_list, run_dir_from_args
 
 

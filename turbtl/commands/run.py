@@ -11,9 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from .. import layout
-from ..errors import UsageError
-from ..stages import PIPELINE as STAGES
+from suite import layout
+from suite.errors import UsageError
+from suite.stages import PIPELINE as STAGES
+
 from .common import add_config_options, add_resource_options, config_from_args, run_dir_from_args
 
 
@@ -32,7 +33,7 @@ def _stage_argv(stage: str, args, run_dir: Path) -> list[str]:
 
 def run(args) -> int:
     from ..cli import build_parser, main
-    from ..rundir import read_stage
+    from suite.rundir import read_stage
 
     cfg = config_from_args(args)  # validate everything before any stage writes
     run_dir = run_dir_from_args(args, cfg)
@@ -45,7 +46,7 @@ def run(args) -> int:
     if args.ranks < 1:
         raise UsageError(f"--ranks = {args.ranks}: must be >= 1", field="ranks")
     if not args.ignore_resources:  # every stage's memory and disk, before the first one writes
-        from ..resources import ResourceError, check, local_processes
+        from suite.resources import ResourceError, check, local_processes
         for stage in stages:
             try:
                 check(cfg, stage, run_dir, processes=local_processes(args.ranks) if stage == "dns" else 1)
@@ -60,7 +61,7 @@ def run(args) -> int:
         if stage == "dns" and args.ranks > 1:
             mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
             env = dict(os.environ, OMP_NUM_THREADS="1")
-            rc = subprocess.call([mpiexec, "-n", str(args.ranks), sys.executable, "-m", "suite.cli", *argv], env=env)
+            rc = subprocess.call([mpiexec, "-n", str(args.ranks), sys.executable, "-m", "turbtl.cli", *argv], env=env)
         else:
             rc = main(argv)
         if rc:

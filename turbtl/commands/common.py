@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import Config, available_presets, load_config
-from ..errors import DataError
+from suite.config import Config, available_presets, load_config
+from suite.errors import DataError
 
 
 def add_config_options(p: argparse.ArgumentParser) -> None:
@@ -29,7 +29,7 @@ def config_from_args(args, overrides: dict | None = None) -> Config:
 
 def run_dir_from_args(args, cfg: Config, *, create: bool = True) -> Path:
     """The run folder of a stage, checked (a file, not writable, another configuration's: exit 2)."""
-    from ..rundir import check_run_dir
+    from suite.rundir import check_run_dir
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / cfg.preset
     return check_run_dir(run_dir, cfg, create=create)
 
@@ -39,7 +39,7 @@ def check_resources(args, cfg: Config, stage: str, run_dir: Path, comm=None, **k
     --ignore-resources. Under MPI rank 0 decides and every rank raises the same error."""
     if getattr(args, "ignore_resources", False):
         return
-    from ..resources import ResourceError, check, local_processes
+    from suite.resources import ResourceError, check, local_processes
     size = comm.Get_size() if comm is not None else 1
     err = None
     if comm is None or comm.Get_rank() == 0:
@@ -63,12 +63,12 @@ def need_complete(store: Path, splits: dict[str, int], then: str) -> None:
     """DataError (exit 2) unless the FDNS store exists and each split has at least the given number of
     members with a complete snapshot (a DNS that was stopped early): run `turbtl dns` first."""
     need(store, "dns", "FDNS store")
-    from ..rundir import is_busy
+    from suite.rundir import is_busy
     if is_busy(store.parent.parent):  # a DNS still writing it: the lock says so (exit 2), not "stopped early"
         return
     import numpy as np
 
-    from ..fdns import _group, completed
+    from suite.fdns import _group, completed
     done = completed(store)
     labels = np.asarray(_group(store)["split"][...]).astype(str)
     for split, n in splits.items():

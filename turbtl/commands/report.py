@@ -4,14 +4,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .. import layout
-from ..errors import DataError
+from suite import layout
+from suite.errors import DataError
+
 from .common import add_config_options, config_from_args
 
 
 def run(args) -> int:
     from ..report import write_report
-    from ..rundir import check_run_dir, is_busy, record_stage, run_lock
+    from suite.rundir import check_run_dir, is_busy, record_stage, run_lock
 
     # a given --config/--preset is validated even though the report needs only the run folder
     cfg = config_from_args(args) if (args.config or args.preset or args.run_dir is None) else None

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import layout
+from suite import layout
+from suite.rundir import read_stage, write_bytes_atomic
+from suite.stages import PIPELINE as STAGES
+
 from .browser import MARK_IMAGES_JS
-from .rundir import read_stage, write_bytes_atomic
-from .stages import PIPELINE as STAGES
 
 
 # --------------------------------------------------------------------------------------------
@@ -81,7 +82,7 @@ def _stores(run_dir: Path) -> dict[str, Path]:
 
 
 def _systems_section(run_dir: Path) -> tuple[str, dict]:
-    from .fdns import read_attrs
+    from suite.fdns import read_attrs
     stores = _stores(run_dir)
     if not stores:
         return _missing("no FDNS stores: run `turbtl dns`"), {}
@@ -100,8 +101,8 @@ def _spectra_section(run_dir: Path, attrs: dict) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .fdns import open_fdns, reading
-    from .metrics import spectrum, variance_fraction_above
+    from suite.fdns import open_fdns, reading
+    from suite.metrics import spectrum, variance_fraction_above
     if not attrs:
         return ""
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
@@ -159,7 +160,7 @@ def _base_section(run_dir: Path) -> str:
 
 def _sweep_section(run_dir: Path) -> tuple[str, dict]:
     try:
-        from .transfer import load_results
+        from suite.transfer import load_results
         df = load_results(run_dir)
     except Exception as e:  # noqa: BLE001 - the section says what is missing
         return _missing(f"no transfer sweep results ({e}): run `turbtl transfer`"), {}
