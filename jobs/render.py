@@ -29,6 +29,7 @@ import string
 import sys
 from pathlib import Path
 
+from solver.atomic import write_bytes_atomic
 from suite.config import Config
 from suite.errors import ConfigError, DataError
 from suite.layout import jobs_dir as run_jobs_dir
@@ -199,9 +200,7 @@ def render(cfg: Config, profile: Profile, run_dir: str | Path, config_file: str 
         path = jobs_dir / f"{stage}.sbatch"
         path.write_text(text)
         os.chmod(path, 0o755)
-    tmp = jobs_dir / "plan.json.tmp"
-    tmp.write_text(json.dumps(plan, indent=2))
-    tmp.replace(jobs_dir / "plan.json")
+    write_bytes_atomic(jobs_dir / "plan.json", json.dumps(plan, indent=2).encode())
     return plan
 
 

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from solver.atomic import write_bytes_atomic
 from suite.errors import DataError, UsageError
 from suite.layout import jobs_dir as run_jobs_dir
 
@@ -51,9 +52,7 @@ def load_submitted(run_dir) -> dict:
 
 def _save_submitted(run_dir, sub: dict) -> None:
     path = _jobs_dir(run_dir) / SUBMITTED
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(sub, indent=2))
-    tmp.replace(path)
+    write_bytes_atomic(path, json.dumps(sub, indent=2).encode())
 
 
 def upstream(stage: str, submitted: list[str]) -> list[str]:

@@ -11,10 +11,10 @@ checkpointed on 4 ranks restarts on 2 (or 1) ranks, in slab or ensemble mode:
 - ``sha256``: a checksum over every array (name, dtype, shape, bytes) and the canonical JSON of
   ``meta``. :func:`read_checkpoint` recomputes it and refuses a file that does not match.
 
-Files are written atomically (temporary file in the same folder, fsync, ``os.replace``), so a
-killed writer leaves either the previous checkpoint or the new one, never half a file. A missing,
-truncated, foreign or tampered file raises :class:`solver.errors.CheckpointError` naming the path and what
-to do.
+Files are written atomically (:mod:`solver.atomic`: temporary file in the same folder, fsync,
+``os.replace``, fsync of the folder), so a killed writer leaves either the previous checkpoint or
+the new one, never half a file. A missing, truncated, foreign or tampered file raises
+:class:`solver.errors.CheckpointError` naming the path and what to do.
 
     >>> write_checkpoint("ck/member-00000.npz", {"omega_hat": w}, {"step": 10, "time": 0.1})
     >>> arrays, meta = read_checkpoint("ck/member-00000.npz")
@@ -27,13 +27,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_file
 from .errors import CheckpointError
 
 FORMAT = "turbtl-checkpoint"
@@ -83,36 +82,10 @@ def write_checkpoint(path, arrays: dict, meta: dict) -> Path:
     meta = dict(meta, format=FORMAT, version=VERSION)
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
     digest = checksum(arrays, meta)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays, **{_META_KEY: np.frombuffer(_canonical(meta), dtype=np.uint8),
-                                     _SUM_KEY: np.array(digest)})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        with _suppress():
-            os.unlink(tmp)
-        if isinstance(e, OSError) and e.filename is None:  # name the file in the error (full disk ...)
-            raise OSError(e.errno, e.strerror, str(path)) from e
-        raise
-    with _suppress():
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+    with atomic_file(path, sync_dir=True) as f:
+        np.savez(f, **arrays, **{_META_KEY: np.frombuffer(_canonical(meta), dtype=np.uint8),
+                                 _SUM_KEY: np.array(digest)})
     return path
-
-
-class _suppress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return exc[0] is not None and issubclass(exc[0], OSError)
 
 
 def read_checkpoint(path) -> tuple[dict, dict]:

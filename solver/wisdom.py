@@ -7,7 +7,7 @@ it is present, so planning becomes deterministic when every process plans under 
 - :func:`planning` holds an exclusive lock on the cache (``fcntl.flock`` on
   ``<cache>/fftw-wisdom-<host>.lock``), imports the cached wisdom when the file changed since this
   process last read it, lets the caller plan, and, if planning added wisdom, writes the merged
-  wisdom back atomically (temporary file + ``os.replace``).
+  wisdom back atomically (:func:`solver.atomic.write_bytes_atomic`).
 - The first process that plans a transform measures it; every later process (every MPI rank too:
   ranks plan one after another under the lock) finds the recorded plan and uses it unchanged.
 
@@ -27,6 +27,8 @@ import socket
 import struct
 import warnings
 from pathlib import Path
+
+from .atomic import write_bytes_atomic
 
 CACHE_ENV = "TURBTL_CACHE"
 MAGIC = b"turbtl-fftw-wisdom 1\n"
@@ -94,12 +96,7 @@ def load(path: Path | None = None) -> bool:
 
 
 def _save(path: Path, wisdom: tuple[bytes, ...]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(_encode(wisdom))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_bytes_atomic(path, _encode(wisdom))
 
 
 @contextlib.contextmanager

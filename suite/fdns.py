@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from solver.atomic import replace_dir_atomic
 from solver.sgs import LES_CONVENTIONS
 
 from .errors import DataError
@@ -161,18 +162,8 @@ def create_store(path: str | Path, layout: Layout, attrs: dict) -> None:
         if name != "complete":
             encoding[name]["fill_value"] = np.nan
     with quiet_zarr():
-        import os
-        import shutil
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            ds.to_zarr(str(tmp), mode="w", compute=False, encoding=encoding, zarr_format=3, consolidated=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        shutil.rmtree(path, ignore_errors=True)
-        os.replace(tmp, path)
+        replace_dir_atomic(path, lambda tmp: ds.to_zarr(str(tmp), mode="w", compute=False, encoding=encoding,
+                                                         zarr_format=3, consolidated=True))
 
 
 def _group(path, mode="r"):

@@ -15,6 +15,8 @@
     DIR/report.html                                     turbtl report
     DIR/stages/<stage>.json                             one record per finished stage
     DIR/jobs/                                           rendered SLURM scripts (turbtl jobs)
+    DIR/run.json                                        the configuration the folder was made with
+    DIR/.turbtl.lock                                    the run folder's lock (suite/rundir.py)
 
 The group folder of a TL network, ``f<fraction:g>_s<seed>`` (e.g. ``f0.1_s0``), is written by
 :func:`tl_group` and read back by :func:`parse_tl_group`.
@@ -34,6 +36,10 @@ STAGES = "stages"
 JOBS = "jobs"
 REPORT = "report.html"
 SCRATCH = "scratch"  # the leaf of the scratch reference network
+RUN_RECORD = "run.json"  # the configuration the folder was made with (written by the first stage)
+LOCK = ".turbtl.lock"
+PARTS = (FDNS, MODELS, SWEEP, ANALYSIS, LES, FIGURES, STAGES, LOCK, RUN_RECORD, REPORT)
+"""The names a run folder holds at its top (a folder holding none of them is not a run folder)."""
 
 _TL_GROUP = re.compile(r"^f(?P<fraction>[0-9.eE+-]+)_s(?P<seed>\d+)$")
 
@@ -59,9 +65,14 @@ def base_model_dir(run_dir) -> Path:
     return Path(run_dir) / MODELS / "base"
 
 
+def tl_root(run_dir) -> Path:
+    """``DIR/models/tl``."""
+    return Path(run_dir) / MODELS / "tl"
+
+
 def tl_target_dir(run_dir, target: str) -> Path:
     """``DIR/models/tl/<target>``."""
-    return Path(run_dir) / MODELS / "tl" / target
+    return tl_root(run_dir) / target
 
 
 def tl_group(fraction: float, seed: int) -> str:
@@ -152,3 +163,22 @@ def stage_record(run_dir, stage: str) -> Path:
 def jobs_dir(run_dir) -> Path:
     """``DIR/jobs`` (rendered SLURM scripts, plan, logs)."""
     return Path(run_dir) / JOBS
+
+
+def run_record(run_dir) -> Path:
+    """``DIR/run.json``."""
+    return Path(run_dir) / RUN_RECORD
+
+
+def lock_file(run_dir) -> Path:
+    """``DIR/.turbtl.lock``."""
+    return Path(run_dir) / LOCK
+
+
+# -- what each stage writes --------------------------------------------------------------------------
+def stage_outputs(run_dir, stage: str) -> list[Path]:
+    """The paths the stage ``stage`` writes (its disk use is measured there)."""
+    return {"dns": [fdns_dir(run_dir)], "train": [base_model_dir(run_dir)],
+            "transfer": [tl_root(run_dir), sweep_root(run_dir)],
+            "analyze": [analysis_dir(run_dir), figures_dir(run_dir)], "les": [les_dir(run_dir)],
+            "report": [report_path(run_dir)]}.get(stage, [])

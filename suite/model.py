@@ -30,8 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from solver.atomic import write_bytes_atomic
+
 from .errors import DataError
-from .rundir import write_bytes_atomic
 
 PADDINGS = ("circular", "zeros")
 VARIABLES = ("psi", "omega", "pi")

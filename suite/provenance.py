@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 import datetime as _dt
-import importlib
 import importlib.metadata as md
+import os
 import platform
+import shlex
 import socket
 import subprocess
+import sys
 from pathlib import Path
+
+from solver.backends import default_threads
+
+from . import __version__
 
 _LIBS = ("numpy", "scipy", "torch", "mpi4py", "dask", "distributed", "xarray", "zarr", "pyFFTW", "numba")
 
@@ -22,7 +28,6 @@ def code_version() -> str:
             return out.stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         pass
-    from . import __version__
     return f"turbtl-{__version__}"
 
 
@@ -43,20 +48,12 @@ def thread_counts(config: dict | None = None) -> dict:
     """The effective parallelism of this process: torch intra-/inter-op threads, FFTW threads (the
     configured dns.threads, or what 0 resolves to), Numba threads, MPI ranks, DDP world size, and
     the environment variables that set them (docs/reliability.md: what is bitwise reproducible)."""
-    import os
-    import sys
     out: dict = {}
     torch = sys.modules.get("torch")
     out["torch_intraop"] = torch.get_num_threads() if torch else None
     out["torch_interop"] = torch.get_num_interop_threads() if torch else None
     threads = ((config or {}).get("dns") or {}).get("threads", 0)
-    out["fftw"] = threads or None
-    for mod in ("solver.backends.base", "solver.fft"):  # where 0 ("automatic") is resolved
-        try:
-            out["fftw"] = threads or importlib.import_module(mod).default_threads()
-            break
-        except (ImportError, AttributeError):
-            continue
+    out["fftw"] = threads or default_threads()  # where 0 ("automatic") is resolved
     numba = sys.modules.get("numba")
     out["numba"] = numba.get_num_threads() if numba else None
     out["mpi_ranks"] = 1
@@ -74,8 +71,6 @@ def thread_counts(config: dict | None = None) -> dict:
 
 def command_line(threads: dict) -> dict:
     """The command as run, and a shell line that reruns it with the same thread counts."""
-    import shlex
-    import sys
     argv = [Path(sys.argv[0]).name if sys.argv and sys.argv[0].endswith("turbtl") else sys.argv[0]] + sys.argv[1:]
     env = dict(threads.get("env", {}))
     if threads.get("fftw"):

@@ -35,6 +35,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import layout
 from .errors import UsageError
 from .stages import PIPELINE as STAGES
 
@@ -291,10 +292,6 @@ def _du(path: Path) -> float:
     return total
 
 
-OUTPUTS = {"dns": ("fdns",), "train": ("models/base",), "transfer": ("models/tl", "sweep"),
-           "analyze": ("analysis", "figures"), "les": ("les",), "report": ("report.html",)}
-
-
 def local_processes(world_size: int) -> int:
     """Processes of one job on this node: the launcher's local size when it says, else all of them."""
     for var in ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "MPI_LOCAL_NRANKS", "LOCAL_WORLD_SIZE"):
@@ -333,7 +330,7 @@ def check(cfg, stage: str, run_dir, *, processes: int = 1, **kw) -> Estimate:
             raise ResourceError(f"{stage} needs about {fmt_bytes(e.gpu_memory)} per GPU ({e.what}; {src}) but the GPU "
                                 f"has {fmt_bytes(total)}: {hint}, or pass --ignore-resources", field="resources")
     run_dir = Path(run_dir)
-    done = sum(_du(run_dir / o) for o in OUTPUTS.get(stage, ()))
+    done = sum(_du(p) for p in layout.stage_outputs(run_dir, stage))
     disk = max(0.0, e.disk - done)
     free = disk_free(run_dir)
     if disk > free:

@@ -15,11 +15,10 @@ import socket
 import time
 from pathlib import Path
 
-from .errors import UsageError
+from solver.atomic import write_bytes_atomic
 
-LOCK_NAME = ".turbtl.lock"
-RUN_RECORD = "run.json"  # the configuration the folder was made with (written by the first stage)
-PARTS = ("fdns", "models", "sweep", "analysis", "les", "figures", "stages", LOCK_NAME, RUN_RECORD, "report.html")
+from . import layout
+from .errors import UsageError
 
 
 class RunLocked(UsageError):
@@ -29,7 +28,7 @@ class RunLocked(UsageError):
 def is_busy(run_dir: str | Path) -> bool:
     """True while another command holds the run folder's lock exclusively (never creates the file)."""
     try:
-        fd = os.open(Path(run_dir) / LOCK_NAME, os.O_RDONLY)
+        fd = os.open(layout.lock_file(run_dir), os.O_RDONLY)
     except OSError:
         return False
     try:
@@ -48,7 +47,7 @@ def _writable(path: Path) -> bool:
 
 def read_run_record(run_dir: str | Path) -> dict | None:
     try:
-        rec = json.loads((Path(run_dir) / RUN_RECORD).read_text())
+        rec = json.loads(layout.run_record(run_dir).read_text())
         return rec if isinstance(rec, dict) else None
     except (OSError, ValueError):
         return None
@@ -87,7 +86,7 @@ def check_run_dir(run_dir: str | Path, cfg=None, *, create: bool = True) -> Path
         except OSError as e:
             raise UsageError(f"--run-dir {p}: cannot be listed ({e.strerror}); give another --run-dir",
                              field="run-dir") from None
-        if names and not names & set(PARTS):
+        if names and not names & set(layout.PARTS):
             shown = ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
             raise UsageError(f"--run-dir {p}: an existing folder that is not a turbtl run folder (it holds "
                              f"{shown} and no fdns/, models/ or stages/); give a new or empty folder",
@@ -103,13 +102,13 @@ def check_run_dir(run_dir: str | Path, cfg=None, *, create: bool = True) -> Path
 def claim_run_dir(run_dir: str | Path, cfg) -> None:
     """Record the configuration a run folder is made with (once; the lock must be held)."""
     if cfg is not None and read_run_record(run_dir) is None:
-        write_json_atomic(Path(run_dir) / RUN_RECORD, {"preset": cfg.preset, "source": cfg.source,
+        write_json_atomic(layout.run_record(run_dir), {"preset": cfg.preset, "source": cfg.source,
                                                        "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
 
 def _acquire(run_dir: Path, command: str, shared: bool):
     """(fd, None) holding the lock of ``run_dir``, or (None, message naming the holder)."""
-    path = run_dir / LOCK_NAME
+    path = layout.lock_file(run_dir)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
@@ -170,34 +169,13 @@ def run_lock(run_dir: str | Path, command: str, comm=None, shared: bool = False,
 
 
 def write_json_atomic(path: str | Path, data) -> None:
-    """Write JSON so that a reader sees the old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write JSON so that a reader sees the old file or the new one, never half of one
+    (:func:`solver.atomic.write_bytes_atomic`)."""
     write_bytes_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str).encode())
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    """Write bytes so that a reader sees the old file or the new one; a failed write (full disk)
-    removes its temporary file and raises OSError naming ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(e, OSError) and e.filename is None:  # name the file in the error (full disk ...)
-            raise OSError(e.errno, e.strerror, str(path)) from e
-        raise
-
-
 def stage_record_path(run_dir: str | Path, stage: str) -> Path:
-    return Path(run_dir) / "stages" / f"{stage}.json"
+    return layout.stage_record(run_dir, stage)
 
 
 def record_stage(run_dir: str | Path, stage: str, wall_s: float, summary: str, **extra) -> None:

@@ -34,6 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from solver import closures
+from solver.atomic import write_bytes_atomic
 
 from . import ddp as D
 from . import layout
@@ -42,7 +43,7 @@ from .errors import DataError, UsageError
 from .metrics import evaluate
 from .model import ClosureCNN, model_from_config, save_model
 from .provenance import provenance
-from .rundir import write_bytes_atomic, write_json_atomic
+from .rundir import write_json_atomic
 
 METRIC_KEYS = ("cc", "cc_backscatter", "cc_diffusion", "rel_l2")
 

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from solver.atomic import write_bytes_atomic
 from suite import layout
-from suite.rundir import read_stage, write_bytes_atomic
+from suite.rundir import read_stage
 from suite.stages import PIPELINE as STAGES
 
 from .browser import MARK_IMAGES_JS

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +13,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from solver.atomic import replace_dir_atomic, write_bytes_atomic
 from solver.sgs import LES_CONVENTIONS, backscatter_fraction, enstrophy_transfer
 
 from ..errors import ConfigError, DataError
 from ..fdns import open_fdns, reading
 from ..provenance import provenance
-from ..rundir import write_bytes_atomic
 from .metrics import mean_spectra, pdf, series_of
 
 LES_SCHEMA_VERSION = 2  # 2: exact LES Jacobian, every mode below Nyquist evolved (1: 2/3 rule)
@@ -122,17 +120,14 @@ def dataset(cfg, system, setup, truth: Truth, specs, trajs, rows, terms, grid_np
 
 
 def write_store(ds: xr.Dataset, out: Path) -> None:
-    """Write the zarr store to a temporary folder, then move it into place."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ds.to_zarr(str(tmp), mode="w", zarr_format=3, consolidated=False)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    """Write the zarr store beside ``out``, then swap it into place
+    (:func:`solver.atomic.replace_dir_atomic`)."""
+    def build(tmp: Path) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds.to_zarr(str(tmp), mode="w", zarr_format=3, consolidated=False)
+
+    replace_dir_atomic(out, build)
 
 
 def write_csv(rows: list[dict], path: Path) -> None:

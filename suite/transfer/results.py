@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from solver.atomic import write_bytes_atomic
+
 from .. import layout
 from ..errors import DataError
-from ..rundir import write_bytes_atomic
 
 COLUMNS = ("target", "fraction", "seed", "mask", "kind", "cc", "cc_backscatter", "cc_diffusion", "rel_l2",
            "epochs", "wall_time_s", "n_trainable", "first_trainable", "n_layers_trained",

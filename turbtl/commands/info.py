@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import platform
 
+from solver.backends import describe_default_backend
+from solver.kernels import describe as describe_kernels
 from suite.provenance import code_version, library_versions
 
 
@@ -34,20 +36,8 @@ def gather() -> list[tuple[str, str]]:
         rows.append(("torch CUDA build", str(torch.version.cuda)))
     except Exception as e:  # noqa: BLE001
         rows.append(("torch", f"unavailable ({e})"))
-    try:
-        from solver.fft import describe_default_backend
-        rows.append(("FFT backend", describe_default_backend()))
-    except ImportError:
-        try:
-            import pyfftw
-            rows.append(("FFT backend", f"pyFFTW {pyfftw.__version__} (FFTW3)"))
-        except ImportError:
-            rows.append(("FFT backend", "scipy.fft (pocketfft)"))
-    try:
-        from solver.kernels import describe as describe_kernels
-        rows.append(("solver kernels", describe_kernels()))
-    except ImportError:
-        pass
+    rows.append(("FFT backend", describe_default_backend()))
+    rows.append(("solver kernels", describe_kernels()))
     return rows
 
 
