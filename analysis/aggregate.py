@@ -25,7 +25,6 @@ Stores in ``DIR/analysis/``:
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from .change import above_percentile, class_fractions, kernel_change, transition
 from .classify import CLASSES, FEATURES, classify_features, fit_gabor, spectral_features
 from .kernels import kernel_index, kernel_spectra, layer_kernels
 from .radial import half_plane
+from solver.atomic import replace_dir_atomic
 from suite import layout
 from suite.fdns import quiet_zarr
 
@@ -141,26 +141,11 @@ def analyze_network(path: str, mask: str, base: dict, x_target, n: int, L: float
 
 
 
-def _replace_store(path: Path, write) -> None:
-    """Build a store with ``write(tmp_path)`` beside ``path``, then swap it in: a reader (or a run
-    killed half-way) sees the old store, the new one, or none, never half of one."""
-    import shutil
-    tmp, old = path.with_name(f".{path.name}.tmp"), path.with_name(f".{path.name}.old")
-    for p in (tmp, old):
-        if p.exists():
-            shutil.rmtree(p)
-    write(tmp)
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def _write(ds, path: Path) -> None:
     def write(p):
         with quiet_zarr():
             ds.to_zarr(str(p), mode="w", zarr_format=3, consolidated=True)
-    _replace_store(path, write)
+    replace_dir_atomic(path, write)
 
 
 def open_result(path):
@@ -203,7 +188,7 @@ def _sweep_template(path: Path, nets: list[Network], base: dict, n_shells: int, 
     def write(p):
         with quiet_zarr():
             ds.to_zarr(str(p), mode="w", compute=False, encoding=enc, zarr_format=3, consolidated=True)
-    _replace_store(path, write)
+    replace_dir_atomic(path, write)
 
 
 def _pending(path: Path, nets: list[Network]) -> list[int] | None:
