@@ -48,6 +48,7 @@ from .equation import Equation, Parameters
 from .backends import make_backend
 from .filters import CoarseGrain, Filter, default_width, make_filter, wavenumbers
 from .grid import Grid
+from .initial import random_field
 
 __all__ = ["FDNSSampler", "LES_JACOBIAN", "LES_CONVENTIONS", "les_equation", "enstrophy_transfer",
            "backscatter_fraction", "make_sampler", "fdns_sample"]
@@ -161,8 +162,6 @@ def make_sampler(n_dns: int = 256, n_les: int = 32, members: int | None = None, 
 
     ``width`` 0 means the default Δ = 2L/n_les; ``members`` None for one unbatched field.
     """
-    from .initial import random_field
-
     be = make_backend(n_dns, backend=backend, threads=threads, comm=comm)
     g = Grid(n_dns, backend=be)
     eq = Equation(g, Parameters(re=1e3, mu=0.1), dealias=dealias, jacobian=jacobian)

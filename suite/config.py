@@ -33,6 +33,7 @@ from solver import stepping as solver_stepping
 from solver.filters import default_width
 
 from .errors import ConfigError
+from .masks import select
 
 PRESET_DIR = Path(__file__).with_name("presets")
 SYSTEMS_FILE = Path(__file__).with_name("systems.toml")
@@ -456,7 +457,6 @@ def _cross_checks(sections: dict, systems: dict[str, System]) -> None:
         raise ConfigError(f"dns.sample_interval = {d['sample_interval']}: must be a whole multiple of "
                           f"dns.dt = {d['dt']}", field="dns.sample_interval")
     # the subsets spec is validated against the network depth by suite.masks
-    from .masks import select
     select(sections["transfer"]["subsets"], m["layers"])
     for c in sections["les"]["closures"]:
         if c not in CLOSURES and not (isinstance(c, str) and c.startswith("cnn:")):

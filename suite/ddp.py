@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from .errors import UsageError
+
 _VARS = (("RANK", "WORLD_SIZE", "LOCAL_RANK"),
          ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"),
          ("PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID"),
@@ -72,7 +74,6 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
         if not torch.cuda.is_available():
-            from .errors import UsageError
             raise UsageError("device = 'cuda': no CUDA device is visible (use cpu or auto)", field="device")
         idx = local_rank % torch.cuda.device_count()
         torch.cuda.set_device(idx)

@@ -39,12 +39,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import dask.array as da
 import numpy as np
+import xarray as xr
+import zarr
+from zarr.codecs import ZstdCodec
 
 from solver.atomic import replace_dir_atomic
 from solver.sgs import LES_CONVENTIONS
 
-from .errors import DataError
+from .errors import DataError, UsageError
 
 SCHEMA_VERSION = 2  # 2: Π with the exact LES Jacobian (1: 2/3-truncated, refused)
 KIND = "turbtl-fdns"
@@ -126,9 +130,6 @@ def create_store(path: str | Path, layout: Layout, attrs: dict) -> None:
     Built beside ``path`` and renamed into place, so a failure (full disk, kill) never leaves a
     half-created store behind.
     """
-    import dask.array as da
-    import xarray as xr
-
     if len(layout.split) != layout.members or set(layout.split) - set(SPLITS):
         raise ValueError(f"split must have {layout.members} labels from {SPLITS}, got {layout.split}")
     M, T, ct, n = layout.members, layout.snapshots, layout.chunk_time, layout.n_les
@@ -154,7 +155,6 @@ def create_store(path: str | Path, layout: Layout, attrs: dict) -> None:
     ds = xr.Dataset(data, coords=coords, attrs=all_attrs)
     for name, v in ds.data_vars.items():
         v.attrs["description"] = _DESCRIPTIONS[name]
-    from zarr.codecs import ZstdCodec
     encoding = {name: {"chunks": v.data.chunksize, "compressors": [ZstdCodec(level=0, checksum=True)]}
                 for name, v in ds.data_vars.items()}
     encoding["complete"]["fill_value"] = False
@@ -168,7 +168,6 @@ def create_store(path: str | Path, layout: Layout, attrs: dict) -> None:
 
 def _group(path, mode="r"):
     """The zarr group, from the stored metadata of every node (not the consolidated copy)."""
-    import zarr
     try:
         with quiet_zarr():
             return zarr.open_group(str(path), mode=mode, use_consolidated=False)
@@ -222,7 +221,6 @@ def reading(path: str | Path):
     """Read data of the store at ``path`` inside this block: a chunk that cannot be decoded (cut
     short or altered on disk: the zstd frame or its checksum fails) raises DataError naming the
     store and what to do, instead of a codec error from deep inside zarr."""
-    from .errors import UsageError
     try:
         yield
     except UsageError:
@@ -286,8 +284,6 @@ def open_fdns(path: str | Path, *, complete_only: bool = True):
     with no complete snapshot are dropped and the per-snapshot variables of the remaining
     incomplete (member, time) pairs are masked to NaN. A finished store is returned unchanged.
     """
-    import xarray as xr
-
     attrs = read_attrs(path)
     done = completed(path)
     try:

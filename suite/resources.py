@@ -37,6 +37,7 @@ from pathlib import Path
 
 from . import layout
 from .errors import UsageError
+from .masks import select
 from .stages import PIPELINE as STAGES
 
 PROCESS_BYTES = 0.4e9
@@ -167,7 +168,6 @@ def estimate_train(cfg) -> Estimate:
 
 
 def n_transfer_jobs(cfg) -> int:
-    from .masks import select
     t = cfg.transfer
     per = len(select(t.subsets, cfg.model.layers)) + (2 if t.references else 0)
     return len(t.targets) * len(t.fractions) * len(t.seeds) * per
@@ -238,7 +238,7 @@ def estimate(cfg, stage: str, **kw) -> Estimate:
 
 
 def _gpu_count() -> int:
-    try:
+    try:  # lazy: torch is heavy, and the resource check runs before any stage that needs it
         import torch
         return torch.cuda.device_count() if torch.cuda.is_available() else 0
     except Exception:  # noqa: BLE001 - no torch / no driver: no GPU
@@ -321,7 +321,7 @@ def check(cfg, stage: str, run_dir, *, processes: int = 1, **kw) -> Estimate:
                             f"{procs}: {e.what}; {src}) but this machine has {fmt_bytes(have)} ({what}): {hint}, "
                             "or pass --ignore-resources", field="resources")
     if e.gpu_memory:
-        try:
+        try:  # lazy, as in _gpu_count
             import torch
             total = torch.cuda.get_device_properties(0).total_memory
         except Exception:  # noqa: BLE001
