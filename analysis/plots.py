@@ -11,7 +11,9 @@ import numpy as np
 
 from suite import layout
 
+from .aggregate import open_result
 from .classify import CLASSES
+from .results import load_sweep_results
 
 
 def _plt():
@@ -30,7 +32,6 @@ def _save(fig, path: Path) -> str:
 
 
 def _results(run_dir, targets):
-    from .results import load_sweep_results
     return {t: r for t in targets if (r := load_sweep_results(run_dir, t)) is not None}
 
 
@@ -77,7 +78,6 @@ def plot_cc_by_first(run_dir, targets, n_layers: int, out: Path) -> str | None:
 
 def plot_class_fractions(analysis_dir: Path, targets, out: Path) -> str:
     """Filter-class fractions per layer: base network and the mean over each target's TL networks."""
-    from .aggregate import open_result
     plt = _plt()
     base = open_result(analysis_dir / "base.zarr")
     panels = [("base", base["class_frac"].values)]
@@ -98,7 +98,6 @@ def plot_class_fractions(analysis_dir: Path, targets, out: Path) -> str:
 
 def plot_most_changed(analysis_dir: Path, out: Path) -> str:
     """Radial profiles of |Ŵ| before and after TL of the most-changed kernels of each target."""
-    from .aggregate import open_result
     plt = _plt()
     mc = open_result(analysis_dir / "most_changed.zarr")
     T, R = mc.sizes["target"], mc.sizes["rank"]
@@ -120,7 +119,6 @@ def plot_most_changed(analysis_dir: Path, out: Path) -> str:
 
 def plot_activation_ratios(analysis_dir: Path, targets, out: Path) -> str:
     """Activation-spectrum ratio TL / base (post-ReLU, mean over networks) per layer and target."""
-    from .aggregate import open_result
     plt = _plt()
     fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 3.5), squeeze=False)
     for ax, t in zip(axes[0], targets):
@@ -135,7 +133,6 @@ def plot_activation_ratios(analysis_dir: Path, targets, out: Path) -> str:
 
 def plot_data_spectra(analysis_dir: Path, out: Path) -> str:
     """Spectra of ψ̄, ω̄, Π of the base system and every target."""
-    from .aggregate import open_result
     plt = _plt()
     ds = open_result(analysis_dir / "data_spectra.zarr")
     vars_ = ds["var"].values
