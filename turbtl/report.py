@@ -20,11 +20,16 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from analysis import summary
 from solver.atomic import write_bytes_atomic
 from suite import layout
+from suite.fdns import open_fdns, read_attrs, reading
+from suite.metrics import spectrum, variance_fraction_above
 from suite.rundir import read_stage
 from suite.stages import PIPELINE as STAGES
+from suite.transfer import load_results
 
 from .browser import MARK_IMAGES_JS
 
@@ -83,7 +88,6 @@ def _stores(run_dir: Path) -> dict[str, Path]:
 
 
 def _systems_section(run_dir: Path) -> tuple[str, dict]:
-    from suite.fdns import read_attrs
     stores = _stores(run_dir)
     if not stores:
         return _missing("no FDNS stores: run `turbtl dns`"), {}
@@ -102,8 +106,6 @@ def _spectra_section(run_dir: Path, attrs: dict) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from suite.fdns import open_fdns, reading
-    from suite.metrics import spectrum, variance_fraction_above
     if not attrs:
         return ""
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
@@ -161,7 +163,6 @@ def _base_section(run_dir: Path) -> str:
 
 def _sweep_section(run_dir: Path) -> tuple[str, dict]:
     try:
-        from suite.transfer import load_results
         df = load_results(run_dir)
     except Exception as e:  # noqa: BLE001 - the section says what is missing
         return _missing(f"no transfer sweep results ({e}): run `turbtl transfer`"), {}
@@ -187,7 +188,6 @@ def _analysis_section(run_dir: Path, best: dict) -> dict[str, str]:
     try:
         if read_stage(run_dir, "analyze") is None:  # none, or interrupted: never show partial results
             raise FileNotFoundError("no finished `turbtl analyze` recorded in this run folder")
-        from analysis import summary
         s = summary(run_dir)
     except Exception as e:  # noqa: BLE001
         msg = _missing(f"no analysis ({e}): run `turbtl analyze`")
@@ -229,7 +229,6 @@ def _les_section(run_dir: Path) -> str:
     csvs = sorted(d.glob("*_metrics.csv")) if d.is_dir() else []
     if not csvs:
         return _missing("no online LES: run `turbtl les`")
-    import pandas as pd
     out = []
     for c in csvs:
         df = pd.read_csv(c)

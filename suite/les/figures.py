@@ -9,7 +9,7 @@ TABLE_COLUMNS = ("closure", "stable_members", "t_blowup_min", "e_spec_low", "e_s
 
 def figures(ds, folder: Path, system: str) -> list[Path]:
     """``les_<system>_spectra.png`` (E(k), Z(k) per closure vs FDNS) and ``les_<system>_pdf.png``."""
-    # lazy, as in analysis/plots.py and suite/report.py: pyplot is slow to import, and selecting
+    # lazy, as in analysis/plots.py and turbtl/report.py: pyplot is slow to import, and selecting
     # the Agg backend must happen when figures are drawn, not when suite.les is imported
     import matplotlib
     matplotlib.use("Agg")

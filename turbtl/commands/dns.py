@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 
-from suite.errors import SimulationBlowUp
+from suite.errors import SimulationBlowUp, UsageError
 
 from .common import add_config_options, add_resource_options, check_resources, config_from_args, csv_list, run_dir_from_args
 
@@ -23,7 +23,6 @@ def run(args) -> int:
 
     overrides = {"dns": {"systems": csv_list(args.systems)}} if args.systems else None
     if args.systems is not None and not csv_list(args.systems):
-        from suite.errors import UsageError
         raise UsageError(f"--systems = {args.systems!r}: give one or more system names, comma-separated",
                          field="systems")
     cfg = config_from_args(args, overrides)  # validated (incl. the systems) before anything is written
