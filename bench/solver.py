@@ -1,20 +1,25 @@
 """DNS solver: ms/step, Mpoints*steps/s and the ratio to the FFT floor; peak memory of a step.
 
 The case is the solver's own benchmark case (``bench/solver_harness.py: measure_step_vs_floor``): forced
-turbulence at Re 2e4, kf 4, AB2-CN, 2/3 rule, dt 1e-4, from a random-phase field. The floor is
-the time of the 5 real 2D FFTs one step needs, with the same backend object, interleaved with the
-steps in the same process (so load from other processes hits both alike).
+turbulence at Re 2e4, kf 4, AB2-CN, 2/3 rule, dt 1e-4, from a random-phase field. The floor (issue
+21, docs/benchmarks.md "The solver's FFT floor"): 4 inverse c2r + 1 forward r2c full 2D transforms
+as raw pyFFTW ``FFTW`` objects (FFTW_MEASURE, the step's threads, aligned, input destruction
+allowed, the restoring copies excluded); for torch the backend's own 5 full transforms. Step and
+floor are interleaved step by step in the same process (so load from other processes hits both
+alike). The batched-member path (the ``small`` preset: 6 members at 128²) is tracked against the
+batched floor.
 """
 from __future__ import annotations
 
 from .common import DEVICES, require, require_device
 
 SIZES = [256, 512, 1024]
-TRACK_SIZES = SIZES + [2048]
+TRACK_SIZES = [128] + SIZES + [2048]
+THREADS = [1, 2]  # numpy float64 on cpu is tracked on 1 and 2 threads; the other cases on 1
 BACKENDS = ["numpy", "torch"]
 DTYPES = ["float64", "float32"]
 # (steps per timing, repeats) of measure_step_vs_floor by grid size: about 1-10 s per case here
-_EFFORT = {256: (20, 5), 512: (10, 4), 1024: (4, 3), 2048: (2, 2)}
+_EFFORT = {128: (40, 5), 256: (20, 5), 512: (10, 4), 1024: (4, 4), 2048: (2, 3)}
 
 
 def _check(backend: str, device: str) -> None:
@@ -62,16 +67,23 @@ class StepTime:
         self.be.synchronize()
 
 
-class StepVsFloor:
-    """ms/step, Mpoints*steps/s and the ratio step/FFT floor, all sizes incl. 2048² (one
-    ``measure_step_vs_floor`` per case, best of its repeats, shared by the tracks; the floor's
-    ms = ms/step / ratio)."""
+def _tracked(n, backend, dtype, device, threads) -> bool:
+    """2 threads only for numpy float64 on cpu (the issue's case); 128² only for numpy."""
+    if threads != 1 and not (backend == "numpy" and dtype == "float64" and device == "cpu"):
+        return False
+    return not (n == 128 and backend != "numpy")
 
-    params = (TRACK_SIZES, BACKENDS, DTYPES, DEVICES)
-    param_names = ["n", "backend", "dtype", "device"]
+
+class StepVsFloor:
+    """ms/step, Mpoints*steps/s, the floor's ms and the ratio step/FFT floor, all sizes incl.
+    2048², on 1 and 2 threads (one ``measure_step_vs_floor`` per case, shared by the tracks);
+    also the step over the solver's own pruned transforms (a second, named ratio)."""
+
+    params = (TRACK_SIZES, BACKENDS, DTYPES, DEVICES, THREADS)
+    param_names = ["n", "backend", "dtype", "device", "threads"]
     rounds = 1
     repeat = 1
-    timeout = 900
+    timeout = 1800
 
     def setup_cache(self):
         sim = require(f"{__package__}.solver_harness", "measure_step_vs_floor")
@@ -85,31 +97,70 @@ class StepVsFloor:
                     continue
                 for dtype in DTYPES:
                     for n in TRACK_SIZES:
-                        steps, repeats = _EFFORT[n] if device == "cpu" else (20, 5)
-                        out[(n, backend, dtype, device)] = sim.measure_step_vs_floor(
-                            n, backend=backend, dtype=dtype, device=device, steps=steps, repeats=repeats)
+                        for threads in THREADS:
+                            if not _tracked(n, backend, dtype, device, threads):
+                                continue
+                            steps, repeats = _EFFORT[n] if device == "cpu" else (20, 5)
+                            out[(n, backend, dtype, device, threads)] = sim.measure_step_vs_floor(
+                                n, backend=backend, dtype=dtype, device=device, steps=steps,
+                                repeats=repeats, threads=threads)
         return out
 
-    def setup(self, cache, n, backend, dtype, device):
+    def setup(self, cache, n, backend, dtype, device, threads):
         _check(backend, device)
-        self.r = cache[(n, backend, dtype, device)]
+        if (n, backend, dtype, device, threads) not in cache:
+            raise NotImplementedError("not tracked")
+        self.r = cache[(n, backend, dtype, device, threads)]
 
-    def track_ms_per_step(self, cache, n, backend, dtype, device):
+    def track_ms_per_step(self, cache, n, backend, dtype, device, threads):
         return self.r["ms_per_step"]
     track_ms_per_step.unit = "ms/step"
 
-    def track_mpoints_steps_per_s(self, cache, n, backend, dtype, device):
+    def track_floor_ms(self, cache, n, backend, dtype, device, threads):
+        """The floor itself (4 c2r + 1 r2c, raw pyFFTW plans; torch: its own full transforms)."""
+        return self.r["floor_ms"]
+    track_floor_ms.unit = "ms (FFT floor)"
+
+    def track_mpoints_steps_per_s(self, cache, n, backend, dtype, device, threads):
         return self.r["mpoints_steps_per_s"]
     track_mpoints_steps_per_s.unit = "Mpoints*steps/s"
 
-    def track_ratio_to_fft_floor(self, cache, n, backend, dtype, device):
+    def track_ratio_to_fft_floor(self, cache, n, backend, dtype, device, threads):
         return self.r["ratio"]
     track_ratio_to_fft_floor.unit = "step/FFT floor"
 
-    def track_ratio_to_pruned_fft_floor(self, cache, n, backend, dtype, device):
+    def track_ratio_to_pruned_fft_floor(self, cache, n, backend, dtype, device, threads):
         """The step over its own (pruned) transforms: the cost of everything but the FFTs."""
         return self.r["ratio_to_pruned"]
     track_ratio_to_pruned_fft_floor.unit = "step/pruned FFT floor"
+
+
+class BatchedVsFloor:
+    """The ``small`` preset's batched-member path (6 members of 128² in lockstep, numpy float64)
+    against the batched floor: members*steps/s of both and the ratio of times."""
+
+    params = (THREADS,)
+    param_names = ["threads"]
+    rounds = 1
+    repeat = 1
+    timeout = 600
+
+    def setup_cache(self):
+        sim = require(f"{__package__}.solver_harness", "measure_batched_vs_floor")
+        return {t: sim.measure_batched_vs_floor(128, members=6, steps=40, repeats=5, threads=t)
+                for t in THREADS}
+
+    def track_members_steps_per_s(self, cache, threads):
+        return cache[threads]["members_steps_per_s"]
+    track_members_steps_per_s.unit = "members*steps/s"
+
+    def track_floor_members_steps_per_s(self, cache, threads):
+        return cache[threads]["floor_members_steps_per_s"]
+    track_floor_members_steps_per_s.unit = "members*steps/s (batched FFT floor)"
+
+    def track_ratio_to_batched_floor(self, cache, threads):
+        return cache[threads]["ratio"]
+    track_ratio_to_batched_floor.unit = "step/batched FFT floor"
 
 
 class StepMemory:

@@ -43,62 +43,222 @@ def _kernels(eq):
     return eq.kernels if hasattr(eq, "kernels") else eq.ops
 
 
+FLOOR_PLANNER = "FFTW_MEASURE"
+
+
+class FFTFloor:
+    """The fastest FFT floor of one AB2-CN step (issue 21), independent of the solver's code:
+    4 inverse c2r + 1 forward r2c 2D transforms as raw pyFFTW ``FFTW`` objects on aligned arrays
+    (``planner``, default ``FFTW_MEASURE``; ``threads`` as the step; ``FFTW_DESTROY_INPUT`` on
+    the c2r), over ``batch`` members in one batched plan each.
+
+    The c2r destroy their input, so before each of them its input is restored from a pristine copy
+    (the step's spectral state); those copies are timed *separately* (``copy_s``) and are not part
+    of the floor. Plans are made with the process's FFTW wisdom set aside (exported, forgotten,
+    re-imported afterwards): the floor neither uses nor leaves behind the solver's wisdom, so the
+    solver's own plans (and so its rounding) are untouched by measuring it.
+
+    ``floor()`` runs one floor step and returns (transform seconds, copy seconds)."""
+
+    def __init__(self, n: int, threads: int, dtype: str = "float64", batch: tuple = (),
+                 init=None, planner: str = FLOOR_PLANNER):
+        import pyfftw
+        real = np.dtype(dtype)
+        cplx = np.dtype("complex128" if real == np.float64 else "complex64")
+        shp_s, shp_p = tuple(batch) + (n, n // 2 + 1), tuple(batch) + (n, n)
+        self.n, self.threads, self.batch, self.planner = n, threads, tuple(batch), planner
+        rng = np.random.default_rng(0)
+        self.pristine = pyfftw.empty_aligned(shp_s, dtype=cplx)
+        if init is None:
+            init = rng.standard_normal(shp_s) + 1j * rng.standard_normal(shp_s)
+        self.pristine[...] = init
+        self.spec = [pyfftw.empty_aligned(shp_s, dtype=cplx) for _ in range(4)]
+        self.phys = [pyfftw.empty_aligned(shp_p, dtype=real) for _ in range(4)]
+        self.out = pyfftw.empty_aligned(shp_s, dtype=cplx)
+        saved = pyfftw.export_wisdom()
+        pyfftw.forget_wisdom()
+        try:
+            self.inv = [pyfftw.FFTW(s, p, axes=(-2, -1), direction="FFTW_BACKWARD",
+                                    flags=(planner, "FFTW_DESTROY_INPUT"), threads=threads)
+                        for s, p in zip(self.spec, self.phys)]
+            self.fwd = pyfftw.FFTW(self.phys[0], self.out, axes=(-2, -1), direction="FFTW_FORWARD",
+                                   flags=(planner,), threads=threads)
+        finally:
+            pyfftw.forget_wisdom()
+            pyfftw.import_wisdom(saved)
+        for s in self.spec:
+            np.copyto(s, self.pristine)
+        for f in self.inv:
+            f.execute()
+        scale = 1.0 / (n * n)  # products of O(1) fields, as in the step (no overflow, no denormals)
+        for p in self.phys:
+            p *= scale
+
+    def floor(self) -> tuple[float, float]:
+        clock = time.perf_counter
+        t_fft = t_copy = 0.0
+        for s, f in zip(self.spec, self.inv):
+            t0 = clock()
+            np.copyto(s, self.pristine)
+            t1 = clock()
+            f.execute()
+            t2 = clock()
+            t_copy += t1 - t0
+            t_fft += t2 - t1
+        t0 = clock()
+        self.fwd.execute()
+        t_fft += clock() - t0
+        return t_fft, t_copy
+
+    def describe(self) -> str:
+        import pyfftw
+        b = f" x{self.batch}" if self.batch else ""
+        return (f"pyFFTW {pyfftw.__version__} FFTW objects{b}: 4 c2r (DESTROY_INPUT) + 1 r2c, "
+                f"{self.planner}, {self.threads} threads, aligned")
+
+
+def _load() -> str:
+    """The machine's load average (1 min) and CPUs, for the record next to every figure."""
+    try:
+        import os
+        return f"load {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+    except OSError:  # pragma: no cover
+        return "load n/a"
+
+
+def _spread(xs) -> float:
+    """(max - min) / min of repeated timings: how much the machine's load moved them."""
+    xs = [x for x in xs if math.isfinite(x)]
+    return (max(xs) - min(xs)) / min(xs) if xs and min(xs) > 0 else math.nan
+
+
 def measure_step_vs_floor(n: int, backend: str = "numpy", dtype: str = "float64", steps: int = 20,
                           threads: int = 0, repeats: int = 5, device: str = "cpu",
-                          stepper: str = "ab2cn") -> dict:
+                          stepper: str = "ab2cn", planner: str = FLOOR_PLANNER) -> dict:
     """Time one forced-turbulence step (2/3 rule, advective Jacobian) against the FFT floor.
 
-    The floor is the time of the 5 real 2D FFTs such a step needs (4 inverse, 1 forward), taken
-    with the same backend object (same library, plans and threads). Best of ``repeats`` runs of
-    ``steps`` steps each. Returns ms_per_step, floor_ms, ratio, mpoints_steps_per_s, a
-    description of the backend and the hot-loop kernels, and (for the record) pruned_floor_ms /
-    ratio_to_pruned: the same 5 transforms skipping the columns the 2/3 rule zeroes, as the step
-    itself does them (for the numpy backend they are cheaper than the floor)."""
+    The floor (numpy backend with pyFFTW): :class:`FFTFloor`, raw pyFFTW plans of the 4 inverse +
+    1 forward full 2D transforms of a step (``planner``, the step's threads, input destruction
+    allowed, the restoring copies timed apart and excluded; ``copy_ms`` reports them). Other
+    backends (torch): the same 5 full transforms planned by the backend itself. Second, named
+    ratio: ``ratio_to_pruned``, the step over the solver's own *pruned* transforms (columns the
+    2/3 rule zeroes skipped, exactly as the step calls them, inputs restored outside the timing).
+
+    Step, floor and pruned floor are timed interleaved step by step in the same process,
+    ``repeats`` rounds of ``steps`` each; ms figures are the best single step of all (best of
+    ``repeats * steps``: on a shared machine the least disturbed one), ``spread_*`` the
+    (max - min)/min of the rounds' bests, ``load`` the 1-min load average at the end."""
     be = make_backend(n, backend=backend, dtype=dtype, device=device, threads=threads)
     g = Grid(n, backend=be)
     eq = Equation(g, Parameters(re=2e4, mu=0.1), forcing=make_forcing(g, "cos-xy", kf=4))
     st = make_stepper(stepper, eq, dt=1e-4)
     state = st.init_state(random_field(g, kp=10, seed=0))
-    # the floor: 4 planned inverse + 1 planned forward transform on their own buffers
+    fftw = be.name == "numpy" and getattr(be, "_fftw", None) is not None
+    pristine = be.copy(state.omega_hat)
     specs = [be.zeros_spectral() for _ in range(4)]
     phys = [be.zeros_physical() for _ in range(4)]
-    for sp in specs:
-        sp[...] = state.omega_hat
     out = be.zeros_spectral()
-    plans = [be.plan_irfft2(sp, ph) for sp, ph in zip(specs, phys)] + [be.plan_rfft2(phys[0], out)]
-    # the same 5 transforms pruned as the step does them (columns kx > kmax skipped), for the record
-    keep = g.kmax_dealias + 1
-    pruned = [be.plan_irfft2(sp, ph, kx_stop=keep) for sp, ph in zip(specs, phys)] + \
-        [be.plan_rfft2(phys[0], out, kx_stop=keep)]
+    if fftw:
+        fl = FFTFloor(n, be.threads, dtype=dtype, init=be.to_numpy(state.omega_hat), planner=planner)
+        floor_step, floor_name = fl.floor, fl.describe()
+    else:
+        for sp in specs:
+            sp[...] = pristine
+        full = [be.plan_irfft2(sp, ph) for sp, ph in zip(specs, phys)] + [be.plan_rfft2(phys[0], out)]
 
-    def floor_step():
-        for p in plans:
-            p()
+        def floor_step():
+            be.synchronize()
+            t0 = time.perf_counter()
+            for f in full:
+                f()
+            be.synchronize()
+            return time.perf_counter() - t0, 0.0
+        floor_name = f"{_summary(be)}: 4 inverse + 1 forward full 2D transforms"
+    # the solver's own transforms, pruned as the step does them (columns kx > kmax skipped)
+    keep = g.kmax_dealias + 1
+    pruned = [be.plan_irfft2(sp, ph, kx_stop=keep) for sp, ph in zip(specs, phys)]
+    pruned_fwd = be.plan_rfft2(phys[0], out, kx_stop=keep)
 
     def pruned_step():
-        for p in pruned:
-            p()
+        t = 0.0
+        for sp, f in zip(specs, pruned):
+            sp[...] = pristine  # the pruned inverse transforms its input in place: restored, untimed
+            be.synchronize()
+            t0 = time.perf_counter()
+            f()
+            be.synchronize()
+            t += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        pruned_fwd()
+        be.synchronize()
+        return t + time.perf_counter() - t0, 0.0
 
-    def timed(fn):
+    def one_step():
         be.synchronize()
         t0 = time.perf_counter()
-        for _ in range(steps):
-            fn()
+        st(state)
         be.synchronize()
-        return (time.perf_counter() - t0) / steps
+        return time.perf_counter() - t0
 
     for _ in range(3):
         st(state)
         floor_step()
-    # interleaved, so that load from other processes hits both alike; best of each
-    best = floor = floor_pruned = math.inf
+        pruned_step()
+    # interleaved step by step, so that load from other processes hits all three alike; on a
+    # shared machine the best single step of each is the figure (the rounds' bests give the spread)
+    rounds = {"step": [], "floor": [], "pruned": [], "copy": []}
     for _ in range(repeats):
-        best = min(best, timed(lambda: st(state)))
-        floor = min(floor, timed(floor_step))
-        floor_pruned = min(floor_pruned, timed(pruned_step))
-    return {"n": n, "backend": _summary(be), "kernels": _kernels(eq).name, "ms_per_step": best * 1e3,
-            "floor_ms": floor * 1e3, "ratio": best / floor, "mpoints_steps_per_s": n * n / best / 1e6,
-            "pruned_floor_ms": floor_pruned * 1e3, "ratio_to_pruned": best / floor_pruned}
+        r = {k: [] for k in rounds}
+        for _ in range(steps):
+            r["step"].append(one_step())
+            f, c = floor_step()
+            r["floor"].append(f)
+            r["copy"].append(c)
+            r["pruned"].append(pruned_step()[0])
+        for k in rounds:
+            rounds[k].append(min(r[k]))
+    t_step, t_floor, t_pruned, t_copy = rounds["step"], rounds["floor"], rounds["pruned"], rounds["copy"]
+    best, floor, floor_pruned = min(t_step), min(t_floor), min(t_pruned)
+    return {"n": n, "backend": _summary(be), "kernels": _kernels(eq).name, "threads": getattr(be, "threads", 0),
+            "ms_per_step": best * 1e3, "floor_ms": floor * 1e3, "ratio": best / floor,
+            "mpoints_steps_per_s": n * n / best / 1e6, "floor": floor_name,
+            "copy_ms": min(t_copy) * 1e3, "pruned_floor_ms": floor_pruned * 1e3,
+            "ratio_to_pruned": best / floor_pruned, "spread_step": _spread(t_step),
+            "spread_floor": _spread(t_floor), "repeats": repeats, "steps": steps, "load": _load()}
+
+
+def measure_batched_vs_floor(n: int = 128, members: int = 6, steps: int = 20, threads: int = 0,
+                             repeats: int = 5, planner: str = FLOOR_PLANNER) -> dict:
+    """The batched-member path (the ``small`` preset's ensembles: ``members`` of one system in
+    lockstep on one numpy backend, :class:`solver.ensemble.Ensemble`) against the batched floor
+    (:class:`FFTFloor` over ``members``: one batched plan per transform). Interleaved rounds as in
+    :func:`measure_step_vs_floor`; figures in members*steps/s and the ratio of times."""
+    threads = threads or make_backend(16).threads
+    system = SimpleNamespace(re=2e4, mu=0.1, beta=0.0, hyperviscosity=0.0, hyper_order=2, forcing="cos-xy",
+                             kf=4.0, eps=0.0, kp=10.0, init_energy=0.5, init="random")
+    run = Ensemble(None, n=n, members=members, system=system, dt=1e-4, backend="numpy",
+                   dtype="float64", threads=threads, check_every=10**9)
+    run.start().advance(3)
+    omega = np.asarray(run.backend.to_numpy(run.state.omega_hat))
+    fl = FFTFloor(n, run.backend.threads, batch=(members,), init=omega, planner=planner)
+    for _ in range(3):
+        fl.floor()
+    t_step, t_floor = [], []
+    for _ in range(repeats):
+        ts, tf = [], []
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            run.advance(1)
+            ts.append(time.perf_counter() - t0)
+            tf.append(fl.floor()[0])
+        t_step.append(min(ts))
+        t_floor.append(min(tf))
+    best, floor = min(t_step), min(t_floor)
+    return {"n": n, "members": members, "threads": run.backend.threads, "backend": _summary(run.backend),
+            "members_steps_per_s": members / best, "floor_members_steps_per_s": members / floor,
+            "ms_per_step": best * 1e3, "floor_ms": floor * 1e3, "ratio": best / floor,
+            "floor": fl.describe(), "spread_step": _spread(t_step), "spread_floor": _spread(t_floor),
+            "load": _load()}
 
 
 def bench_steps(n: int, steps: int, comm=None, *, members: int = 1, ranks_per_member: int | None = None,
