@@ -251,6 +251,12 @@ def read_attrs(path: str | Path) -> dict:
     return attrs
 
 
+def stored_splits(path: str | Path) -> np.ndarray:
+    """The split label (``train``, ``val``, ``test``) of each member of a validated store."""
+    read_attrs(path)
+    return np.asarray(_group(path)["split"][...]).astype(str)
+
+
 def completed(path: str | Path) -> np.ndarray:
     """The ``complete`` marker ``(member, time)`` of a validated store (unreadable chunks = False)."""
     read_attrs(path)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from suite.config import Config, available_presets, load_config
 from suite.errors import DataError
+from suite.resources import ResourceError, check, local_processes
+from suite.rundir import check_run_dir, is_busy
 
 
 def add_config_options(p: argparse.ArgumentParser) -> None:
@@ -29,7 +31,6 @@ def config_from_args(args, overrides: dict | None = None) -> Config:
 
 def run_dir_from_args(args, cfg: Config, *, create: bool = True) -> Path:
     """The run folder of a stage, checked (a file, not writable, another configuration's: exit 2)."""
-    from suite.rundir import check_run_dir
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / cfg.preset
     return check_run_dir(run_dir, cfg, create=create)
 
@@ -39,7 +40,6 @@ def check_resources(args, cfg: Config, stage: str, run_dir: Path, comm=None, **k
     --ignore-resources. Under MPI rank 0 decides and every rank raises the same error."""
     if getattr(args, "ignore_resources", False):
         return
-    from suite.resources import ResourceError, check, local_processes
     size = comm.Get_size() if comm is not None else 1
     err = None
     if comm is None or comm.Get_rank() == 0:
@@ -63,14 +63,11 @@ def need_complete(store: Path, splits: dict[str, int], then: str) -> None:
     """DataError (exit 2) unless the FDNS store exists and each split has at least the given number of
     members with a complete snapshot (a DNS that was stopped early): run `turbtl dns` first."""
     need(store, "dns", "FDNS store")
-    from suite.rundir import is_busy
     if is_busy(store.parent.parent):  # a DNS still writing it: the lock says so (exit 2), not "stopped early"
         return
-    import numpy as np
-
-    from suite.fdns import _group, completed
+    from suite.fdns import completed, stored_splits  # lazy: suite.fdns imports xarray, dask and zarr
     done = completed(store)
-    labels = np.asarray(_group(store)["split"][...]).astype(str)
+    labels = stored_splits(store)
     for split, n in splits.items():
         have = int(done[labels == split].any(axis=1).sum())
         if have < n:
