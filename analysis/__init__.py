@@ -12,10 +12,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from suite import layout
 
 FIGURES = ("cc_layers", "cc_by_first_layer", "class_fractions", "most_changed_kernels",
            "activation_ratios", "data_spectra")
+STEP_FIGURES = ("framework_step1", "framework_step2", "framework_step3")   # one PNG per target: <name>_<target>.png
 
 
 def summary(run_dir) -> dict:
@@ -23,13 +26,20 @@ def summary(run_dir) -> dict:
 
     Returns a dict with
 
-    - ``figures``: ``{name: path}`` of the PNGs present in ``DIR/figures`` (names in :data:`FIGURES`);
-    - ``targets``: per target ``recommended`` (layer ranked first by the framework), ``measured_best``
-      (layer whose re-training alone gave the best CC), ``spearman_rho``, ``disagreements``
-      (layers whose predicted and measured ranks differ), ``scores`` and ``measured_cc`` per layer,
-      ``dspec_threshold`` (the percentile of the spectral change) and ``n_above`` (kernels above it),
+    - ``figures``: ``{name: path}`` of the PNGs present in ``DIR/figures`` (names in :data:`FIGURES`,
+      and ``<step>_<target>`` for the :data:`STEP_FIGURES`);
+    - ``targets``: per target ``recommended`` (layer of highest selectivity σ, docs/science.md §6.1),
+      ``measured_best`` (layer whose re-training alone gave the best mean CC), ``spearman_rho``,
+      ``disagreements`` (layers whose predicted and measured ranks differ), ``scores`` (σ per layer)
+      with ``score_interval`` ([lo, hi] per layer from step 1's bootstrap), ``measured_cc`` (mean over
+      replicates) and ``measured_cc_range`` ([min, max] over replicates) per layer, ``n_replicates``,
+      ``agreement`` (method → metric → [value, lo, hi], methods framework/random/params/shallowest,
+      metrics spearman/top1/top2), ``band_shells`` (step 1's band), ``act_mismatch`` (per layer, the
+      base network's in-band log mismatch of its input and output), ``step3`` (per layer: networks
+      that re-trained it, mean kernels above the threshold, mean share of their change in the band,
+      mean enrichment), ``n_above`` (kernels above the per-layer-and-network threshold, all networks),
       ``class_fractions_tl`` (per layer, class → mean fraction over the TL networks), ``data_bands``
-      (var → [k_lo, k_hi] where the target's spectrum differs most from the base's);
+      (var → [k_lo, k_hi] of the largest significant difference);
     - ``class_fractions_base``: per layer, class → fraction, of the base network;
     - ``classes``, ``layers``.
 
@@ -60,16 +70,43 @@ def summary(run_dir) -> dict:
             raise DataError(f"{a / f'sweep_{t}.zarr'}: analysis incomplete ({int(done.sum())} of {done.size} "
                             "networks done); run `turbtl analyze` again to finish it", field="run-dir")
         bands = {str(v): [float(x) for x in data["band"].sel(target=t, var=v).values[:2]] for v in data["var"].values}
+        f = fw.sel(target=t)
+        agree = {str(m): {str(q): [float(f[key].sel({"method": m, "metric": q})) for key in ("agreement", "agreement_lo",
+                                                                                     "agreement_hi")]
+                          for q in fw["metric"].values} for m in fw["method"].values}
+        step3 = {}
+        for li, l in enumerate(layers):
+            on = np.array([str(m)[li] == "1" for m in sw["mask"].values])
+            step3[str(l)] = {"networks": int(on.sum()),
+                             "n_above": float(sw["n_above"].values[on, li].mean()) if on.any() else float("nan"),
+                             "share_in_band": _mean(sw["change_in_band"].values[on, li]),
+                             "enrichment": _mean(sw["change_enrichment"].values[on, li]),
+                             "k_peak": _mean(sw["change_k_peak"].values[on, li])}
         targets[t] = comp[t] | {
-            "scores": [float(x) for x in fw["score"].sel(target=t).values],
-            "measured_cc": [float(x) for x in fw["measured_cc"].sel(target=t).values],
-            "dspec_threshold": float(sw.attrs.get("dspec_threshold", float("nan"))),
+            "scores": [float(x) for x in f["score"].values],
+            "score_interval": [[float(a), float(b)] for a, b in zip(f["score_lo"].values, f["score_hi"].values)],
+            "measured_cc": [float(x) for x in f["measured_cc"].values],
+            "measured_cc_range": [[float(a), float(b)] for a, b in zip(f["measured_cc_min"].values,
+                                                                       f["measured_cc_max"].values)],
+            "n_replicates": int(f["n_replicates"]),
+            "agreement": agree,
+            "band_shells": [int(k) for k in data["k"].values[data["in_band"].sel(target=t).values]],
+            "act_mismatch": {"input": [float(x) for x in f["act_mismatch_in"].values],
+                             "output": [float(x) for x in f["act_mismatch_out"].values]},
+            "step3": step3,
             "n_above": int(sw["n_above"].sum()),
             "networks": int(sw.sizes["net"]),
             "class_fractions_tl": fractions(sw["class_frac"].mean("net").values),
             "data_bands": bands,
         }
-    figs = {f: str(layout.figures_dir(run_dir) / f"{f}.png") for f in FIGURES
+    names = list(FIGURES) + [f"{s}_{t}" for t in targets for s in STEP_FIGURES]
+    figs = {f: str(layout.figures_dir(run_dir) / f"{f}.png") for f in names
             if (layout.figures_dir(run_dir) / f"{f}.png").is_file()}
     return {"figures": figs, "targets": targets, "class_fractions_base": fractions(base["class_frac"].values),
             "classes": list(CLASSES), "layers": layers}
+
+
+def _mean(a) -> float:
+    a = np.asarray(a, dtype=float)
+    a = a[np.isfinite(a)]
+    return float(a.mean()) if a.size else float("nan")

@@ -13,14 +13,20 @@ Results do not depend on the number of workers (each task is deterministic, one 
 Stores in ``DIR/analysis/``:
 
 - ``base.zarr``       per-kernel features/class/Gabor of the base network, class fractions per
-  layer, the layers' spectral weights ``S_ℓ(k)``, the base network's layer-input spectra on each
-  system and its activation spectra on each target;
+  layer, the layers' gains ``G_ℓ(k)`` (framework step 2), trainable parameters per layer, the
+  base network's layer-input spectra on each system and its activation spectra on each target;
 - ``sweep_<target>.zarr``  dims (net, kernel, layer, class, stage, k): per-kernel ``dW``, ``dspec``,
-  ``cls``, features, Gabor fits; per (net, layer) class fractions, class transitions, kernels
-  above the percentile; activation spectra and their ratio to the base network's;
-- ``data_spectra.zarr``  E(system, var, k), D(target, var, k) and the most-different bands;
-- ``framework.zarr``  recommendation scores, measured CC per layer, Spearman ρ (attrs);
+  ``cls``, features, Gabor fits; per (net, layer) class fractions, class transitions, the
+  percentile threshold of ``dspec`` of that layer of that network and the kernels above it, where
+  in k they changed and the share of that change in the step-1 band (step 3); activation spectra
+  and their ratio to the base network's;
+- ``data_spectra.zarr``  step 1: E(system, var, k) with bootstrap intervals, the log ratios
+  R(target, var, k) with intervals and significance, the mismatch M(target, k) and its band;
+- ``framework.zarr``  step 2's selectivity per layer, the measured single-layer CCs per replicate,
+  and step 4's agreement (framework and reference rankings) with intervals;
 - ``most_changed.zarr``  radial profiles before/after of the most-changed kernels per target.
+
+CONTRACTS.md ("Analysis stores") lists every variable.
 """
 from __future__ import annotations
 
@@ -91,19 +97,29 @@ def kernel_features(w: np.ndarray, n: int, fit: bool = True) -> dict[str, np.nda
 
 
 def analyze_base(model, n: int) -> dict:
-    """Per-kernel features of a base network plus its index and layer weights ``S_ℓ(k)``."""
-    from .framework import layer_weight
+    """Per-kernel features of a base network plus its index, layer gains ``G_ℓ(k)`` (with the
+    25/75th percentiles over kernels) and trainable parameters per layer."""
+    from .framework import layer_gain, layer_params
 
     ws = layer_kernels(model)
     idx = kernel_index([w.shape for w in ws])
     per = [kernel_features(w.reshape(-1, *w.shape[-2:]), n)[0] for w in ws]
     feats = {k: np.concatenate([p[k] for p in per]) for k in per[0]}
-    return {"w": ws, "index": idx, "features": feats,
-            "weight": np.stack([layer_weight(w, n) for w in ws])}
+    gains = [layer_gain(w, n) for w in ws]
+    return {"w": ws, "index": idx, "features": feats, "n_params": layer_params(model),
+            "gain": np.stack([g["G"] for g in gains]), "gain_q25": np.stack([g["q25"] for g in gains]),
+            "gain_q75": np.stack([g["q75"] for g in gains])}
 
 
-def analyze_network(path: str, mask: str, base: dict, x_target, n: int, L: float) -> dict:
-    """Everything stored for one TL network (the Dask task). Loads only that model."""
+def analyze_network(path: str, mask: str, base: dict, x_target, n: int, L: float,
+                    percentile: float = 99.9) -> dict:
+    """Everything stored for one TL network (the Dask task). Loads only that model.
+
+    Step 3 per re-trained layer (:func:`.framework.change_profiles`): the ``percentile`` of the
+    spectral change over that layer's kernels, the kernels above it, and where in k they changed.
+    """
+    from .framework import change_profiles
+
     import torch
     from suite.model import load_model
 
@@ -117,6 +133,11 @@ def analyze_network(path: str, mask: str, base: dict, x_target, n: int, L: float
     res = {k: v.copy() for k, v in bf.items()}
     res["dW"] = np.full(idx["layer"].size, np.nan, dtype=np.float32)
     res["dspec"] = np.full(idx["layer"].size, np.nan, dtype=np.float32)
+    nk = n // 2 + 1
+    res["threshold"] = np.full(n_layers, np.nan)
+    res["n_above"] = np.zeros(n_layers, dtype=np.int64)
+    res["change_top"] = np.full((n_layers, nk), np.nan)
+    res["change_all"] = np.full((n_layers, nk), np.nan)
     for li, bit in enumerate(mask):
         if bit != "1":
             continue
@@ -129,6 +150,9 @@ def analyze_network(path: str, mask: str, base: dict, x_target, n: int, L: float
             res[k][sel] = v
         dw, ds = kernel_change(wb, wt, mb, mt)
         res["dW"][sel], res["dspec"][sel] = dw, ds
+        ch = change_profiles(mb, mt, ds, percentile)
+        res["threshold"][li], res["n_above"][li] = ch["threshold"], int(ch["above"].sum())
+        res["change_top"][li], res["change_all"][li] = ch["top"], ch["all"]
     res["class_frac"] = class_fractions(res["cls"], idx["layer"], n_layers)
     res["transitions"] = transitions(bf["cls"], res["cls"], idx["layer"], n_layers)
     res["act"] = activation_spectra(model, x_target, L)
@@ -172,6 +196,12 @@ def _sweep_template(path: Path, nets: list[Network], base: dict, n_shells: int, 
         "class_frac": (("net", "layer", "class"), z((N, L, C), np.float64)),
         "transitions": (("net", "layer", "cls_from", "cls_to"), z((N, L, C, C), np.int64)),
         "n_above": (("net", "layer"), z((N, L), np.int64)),
+        "threshold": (("net", "layer"), z((N, L), np.float64)),
+        "change_top": (("net", "layer", "k"), z((N, L, n_shells), np.float64)),
+        "change_all": (("net", "layer", "k"), z((N, L, n_shells), np.float64)),
+        "change_in_band": (("net", "layer"), z((N, L), np.float64)),
+        "change_enrichment": (("net", "layer"), z((N, L), np.float64)),
+        "change_k_peak": (("net", "layer"), z((N, L), np.float64)),
         "act": (("net", "layer", "stage", "k"), z((N, L, 2, n_shells), np.float64)),
         "act_ratio": (("net", "layer", "stage", "k"), z((N, L, 2, n_shells), np.float64)),
         "done": (("net",), z((N,), bool)),
@@ -204,6 +234,8 @@ def _pending(path: Path, nets: list[Network]) -> list[int] | None:
         return None
     if masks != [t.mask for t in nets] or fr != [t.fraction for t in nets] or sd != [t.seed for t in nets]:
         return None
+    if "change_top" not in g:   # a store of an older layout: rebuild it
+        return None
     return [i for i in range(len(nets)) if not done[i]]
 
 
@@ -211,7 +243,8 @@ def _write_row(path: Path, i: int, res: dict, act_base: np.ndarray) -> None:
     import zarr
     with quiet_zarr():
         g = zarr.open_group(str(path), mode="r+")
-    for k in ("dW", "dspec", "cls") + FEATURES + GABOR + ("class_frac", "transitions"):
+    for k in ("dW", "dspec", "cls") + FEATURES + GABOR + ("class_frac", "transitions", "threshold", "n_above",
+                                                        "change_top", "change_all"):
         g[k][i] = res[k]
     g["act"][i] = res["act"]
     g["act_ratio"][i] = spectrum_ratio(res["act"], act_base)
@@ -278,7 +311,6 @@ def analyze_sweep(run_dir, targets: list[str], base_system: str, client, *, perc
     from tqdm import tqdm
 
     from . import framework
-    from .spectra import VARIABLES, data_spectra, difference_bands, log_difference
 
     run_dir = Path(run_dir)
     out_dir = layout.analysis_dir(run_dir)
@@ -299,7 +331,10 @@ def analyze_sweep(run_dir, targets: list[str], base_system: str, client, *, perc
     bds = xr.Dataset(
         {k: (("kernel",), v) for k, v in base["features"].items()} | {
             "class_frac": (("layer", "class"), class_fractions(base["features"]["cls"], idx["layer"], L)),
-            "weight": (("layer", "k"), base["weight"]),
+            "gain": (("layer", "k"), base["gain"]),
+            "gain_q25": (("layer", "k"), base["gain_q25"]),
+            "gain_q75": (("layer", "k"), base["gain_q75"]),
+            "n_params": (("layer",), base["n_params"]),
             "input_spectrum": (("system", "layer", "k"), np.stack([in_spec[s] for s in inp.x])),
             "act": (("system", "layer", "stage", "k"), np.stack([act_base[s] for s in inp.x]))},
         coords={"kernel": np.arange(idx["layer"].size), "kernel_layer": ("kernel", idx["layer"]),
@@ -308,17 +343,9 @@ def analyze_sweep(run_dir, targets: list[str], base_system: str, client, *, perc
                 "system": list(inp.x), "stage": list(STAGES)}, attrs=attrs)
     _write(bds, out_dir / "base.zarr")
 
-    # data spectra and their differences
-    systems = [base_system] + list(targets)
-    E = {s: data_spectra(run_dir, s) for s in systems}
-    D = np.stack([[log_difference(E[base_system][v], E[t][v]) for v in VARIABLES] for t in targets])
-    bands = np.array([[difference_bands(D[i, j]) for j in range(len(VARIABLES))] for i in range(len(targets))])
-    dsd = xr.Dataset({"E": (("system", "var", "k"), np.stack([[E[s][v] for v in VARIABLES] for s in systems])),
-                      "D": (("target", "var", "k"), D),
-                      "band": (("target", "var", "edge"), bands)},
-                     coords={"system": systems, "var": list(VARIABLES), "target": list(targets),
-                             "k": E[base_system]["k"], "edge": ["lo", "hi", "max"]}, attrs=attrs)
-    _write(dsd, out_dir / "data_spectra.zarr")
+    # step 1: data spectra, their bootstrap intervals and the mismatch band
+    step1 = _data_step(run_dir, base_system, list(targets), norm, attrs)
+    _write(step1["ds"], out_dir / "data_spectra.zarr")
 
     # the sweep: one task per network, results written as they arrive
     base_future = client.scatter([{k: base[k] for k in ("w", "index", "features")}], broadcast=True)[0]
@@ -335,7 +362,7 @@ def analyze_sweep(run_dir, targets: list[str], base_system: str, client, *, perc
         if pending:
             xf = client.scatter([inp.x[t]], broadcast=True)[0]
             todo += [(t, i, nets[i], xf) for i in pending]
-    futures = {client.submit(analyze_network, net.path, net.mask, base_future, xf, inp.n, inp.L,
+    futures = {client.submit(analyze_network, net.path, net.mask, base_future, xf, inp.n, inp.L, percentile,
                              key=f"analyze-{t}-{net.fraction}-{net.seed}-{net.mask}", pure=False): (t, i)
                for t, i, net, xf in todo}
     bar = tqdm(total=len(futures), desc="analyze", unit="net", disable=not progress or not futures)
@@ -348,31 +375,36 @@ def analyze_sweep(run_dir, targets: list[str], base_system: str, client, *, perc
         bar.update(1)
     bar.close()
 
-    # per target: percentile of the spectral change, the most-changed kernels, the framework
+    # per target: step 3 against the band, the most-changed kernels, steps 2 and 4
     fw_rows, top_rows = [], []
-    for t in targets:
-        _finalize_target(out_dir / f"sweep_{t}.zarr", percentile)
+    for ti, t in enumerate(targets):
+        _finalize_target(out_dir / f"sweep_{t}.zarr", step1["in_band"][ti])
         top_rows.append(_most_changed(out_dir / f"sweep_{t}.zarr", nets_by_target[t], base, inp.n))
-        fw_rows.append(_framework_row(run_dir, t, base, in_spec[base_system], in_spec[t], L))
-    _write_framework(out_dir / "framework.zarr", targets, fw_rows, attrs)
+        fw_rows.append(_framework_row(run_dir, t, base, step1["M"][ti], step1["M_boot"][ti],
+                                      (in_spec[base_system], in_spec[t]),
+                                      (act_base[base_system][:, 0], act_base[t][:, 0]), L))
+    _write_framework(out_dir / "framework.zarr", targets, fw_rows, attrs | {"percentile": percentile})
     _write_most_changed(out_dir / "most_changed.zarr", targets, top_rows, n_shells, attrs)
     return {"networks": total, "computed": computed, "seconds": time.perf_counter() - t0,
             "kernels": int(sum(len(v) for v in nets_by_target.values()) * idx["layer"].size)}
 
 
-def _finalize_target(path: Path, percentile: float) -> None:
-    """Store the percentile threshold of ``dspec`` and the count of kernels above it per (net, layer)."""
+def _finalize_target(path: Path, in_band: np.ndarray) -> None:
+    """Step 3 against step 1: the share of each (net, layer)'s most-changed-kernel change profile in
+    the target's band, its enrichment, and the shell of its peak (thresholds were taken per layer
+    and network in the tasks)."""
     import zarr
+
+    from .framework import band_share
     with quiet_zarr():
         g = zarr.open_group(str(path), mode="r+")
-    dspec = np.asarray(g["dspec"][:], dtype=float)
-    layer = np.asarray(g["kernel_layer"][:])
-    thr, above = above_percentile(dspec, percentile)
-    L = g["n_above"].shape[1]
-    counts = np.stack([np.bincount(layer[row], minlength=L + 1)[1:] for row in above]) if len(above) else \
-        np.zeros((0, L), dtype=np.int64)
-    g["n_above"][:] = counts
-    g.attrs["dspec_threshold"] = thr
+    top = np.asarray(g["change_top"][:], dtype=float)
+    share, enrich = band_share(top, in_band)
+    ok = np.isfinite(top).all(axis=-1)
+    g["change_in_band"][:] = np.where(ok, share, np.nan)
+    g["change_enrichment"][:] = np.where(ok, enrich, np.nan)
+    g["change_k_peak"][:] = np.where(ok, np.argmax(np.where(np.isfinite(top), top, -1.0), axis=-1), np.nan)
+    g.attrs["band_shells"] = [int(k) for k in np.flatnonzero(in_band)]
 
 
 def _most_changed(path: Path, nets: list[Network], base: dict, n: int) -> dict:
@@ -402,25 +434,107 @@ def _most_changed(path: Path, nets: list[Network], base: dict, n: int) -> dict:
     return {"rows": rows}
 
 
-def _framework_row(run_dir, target: str, base: dict, in_base: np.ndarray, in_target: np.ndarray, L: int) -> dict:
+def _data_step(run_dir, base_system: str, targets: list[str], norm: dict, attrs: dict) -> dict:
+    """Step 1 (docs/science.md §6.1): per-snapshot spectra of every system, bootstrap intervals of
+    the mean spectra and of the log ratios target/base, significance, the mismatch ``M`` and band."""
+    import xarray as xr
+
+    from .spectra import (ALL_VARIABLES, CI, N_BOOT, bootstrap_ratio, difference_bands, log_difference,
+                          mismatch_profile, pooled_mean, snapshot_spectra)
+
+    systems = [base_system] + list(targets)
+    snaps = {s: snapshot_spectra(run_dir, s, norm) for s in systems}
+    V, k = list(ALL_VARIABLES), snaps[base_system]["k"]
+    E = np.stack([[pooled_mean(snaps[s][v]) for v in V] for s in systems])
+    ratios = [{v: bootstrap_ratio(snaps[base_system][v], snaps[t][v], seed=1000 * ti + j)
+               for j, v in enumerate(V)} for ti, t in enumerate(targets)]
+    prof = [mismatch_profile(r) for r in ratios]
+    # intervals of each system's mean spectrum (the base's from its first comparison)
+    E_lo = np.stack([[ratios[0][v]["E_base_lo"] for v in V]] +
+                    [[r[v]["E_target_lo"] for v in V] for r in ratios]) if targets else E
+    E_hi = np.stack([[ratios[0][v]["E_base_hi"] for v in V]] +
+                    [[r[v]["E_target_hi"] for v in V] for r in ratios]) if targets else E
+    D = np.stack([[log_difference(E[0, j], E[i + 1, j]) for j in range(len(V))] for i in range(len(targets))])
+    bands = np.array([[difference_bands(D[i, j] * ratios[i][v]["significant"]) for j, v in enumerate(V)]
+                      for i in range(len(targets))])
+    pick = lambda key: np.stack([[r[v][key] for v in V] for r in ratios])  # noqa: E731
+    ds = xr.Dataset({"E": (("system", "var", "k"), E), "E_lo": (("system", "var", "k"), E_lo),
+                     "E_hi": (("system", "var", "k"), E_hi),
+                     "R": (("target", "var", "k"), pick("R")), "R_lo": (("target", "var", "k"), pick("R_lo")),
+                     "R_hi": (("target", "var", "k"), pick("R_hi")),
+                     "significant": (("target", "var", "k"), pick("significant")),
+                     "D": (("target", "var", "k"), D),
+                     "band": (("target", "var", "edge"), bands),
+                     "mismatch": (("target", "k"), np.stack([p["M"] for p in prof])),
+                     "in_band": (("target", "k"), np.stack([p["in_band"] for p in prof])),
+                     "n_snapshots": (("system",), [int(np.isfinite(snaps[s]["psi"]).all(-1).sum()) for s in systems]),
+                     "n_members": (("system",), [int(snaps[s]["psi"].shape[0]) for s in systems])},
+                    coords={"system": systems, "var": V, "target": list(targets), "k": k,
+                            "edge": ["lo", "hi", "max"]},
+                    attrs=attrs | {"n_boot": N_BOOT, "ci": list(CI),
+                                   "bootstrap": "members with replacement, then snapshots within each drawn member",
+                                   "mismatch_vars": "x_psi, x_omega, y_pi"})
+    return {"ds": ds, "M": [p["M"] for p in prof], "M_boot": [p["M_boot"] for p in prof],
+            "in_band": [p["in_band"] for p in prof]}
+
+
+def _framework_row(run_dir, target: str, base: dict, M: np.ndarray, M_boot: np.ndarray, inputs, outputs,
+                   L: int) -> dict:
+    """Steps 2 and 4 for one target: selectivity per layer (and its step-1 replicates), the base
+    network's in-band activation mismatch, the measured single-layer CCs and the agreement test."""
     from . import framework
     from .results import load_sweep_results
 
-    mism = framework.mismatch(in_base, in_target)
-    score = framework.scores(base["weight"], mism)
+    sel = framework.selectivity(base["gain"], M)
+    sel_boot = framework.selectivity(base["gain"], M_boot)
     res = load_sweep_results(run_dir, target)
+    table, reps = framework.measured_table(res, L) if res is not None else (np.zeros((0, L)), [])
     cc = framework.measured_ranking(res, L) if res is not None else np.full(L, np.nan)
-    return {"score": score, "mismatch": mism, "cc": cc, "compare": framework.compare(score, cc)}
+    test = framework.test(sel, sel_boot, table, base["n_params"], seed=17)
+    return {"score": sel, "score_boot": sel_boot, "cc": cc, "table": table, "reps": reps, "test": test,
+            "act_in": framework.band_log_mismatch(inputs[0], inputs[1], M),
+            "act_out": framework.band_log_mismatch(outputs[0], outputs[1], M),
+            "compare": framework.compare(sel, cc)}
 
 
 def _write_framework(path: Path, targets, rows, attrs) -> None:
     import xarray as xr
-    L, nk = rows[0]["mismatch"].shape
+
+    from .framework import METHODS, METRICS
+    L = rows[0]["score"].shape[0]
+    R = max(1, max(len(r["reps"]) for r in rows))
+    table = np.full((len(rows), R, L), np.nan)
+    rep_fraction, rep_seed = np.full((len(rows), R), np.nan), np.full((len(rows), R), np.nan)
+    for i, r in enumerate(rows):
+        table[i, :len(r["reps"])] = r["table"]
+        for j, (f, sd) in enumerate(r["reps"]):
+            rep_fraction[i, j], rep_seed[i, j] = f, sd
+    with np.errstate(invalid="ignore"):
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            cc_lo, cc_hi = np.nanmin(table, axis=1), np.nanmax(table, axis=1)
     ds = xr.Dataset({"score": (("target", "layer"), np.stack([r["score"] for r in rows])),
-                     "mismatch": (("target", "layer", "k"), np.stack([r["mismatch"] for r in rows])),
-                     "measured_cc": (("target", "layer"), np.stack([r["cc"] for r in rows]))},
-                    coords={"target": list(targets), "layer": np.arange(1, L + 1), "k": np.arange(nk)},
-                    attrs=attrs | {"comparison": json.dumps({t: r["compare"] for t, r in zip(targets, rows)})})
+                     "score_lo": (("target", "layer"), np.stack([np.nanpercentile(r["score_boot"], 2.5, axis=0)
+                                                                 for r in rows])),
+                     "score_hi": (("target", "layer"), np.stack([np.nanpercentile(r["score_boot"], 97.5, axis=0)
+                                                                 for r in rows])),
+                     "act_mismatch_in": (("target", "layer"), np.stack([r["act_in"] for r in rows])),
+                     "act_mismatch_out": (("target", "layer"), np.stack([r["act_out"] for r in rows])),
+                     "measured_cc": (("target", "layer"), np.stack([r["cc"] for r in rows])),
+                     "measured_cc_min": (("target", "layer"), cc_lo),
+                     "measured_cc_max": (("target", "layer"), cc_hi),
+                     "cc_replicates": (("target", "replicate", "layer"), table),
+                     "replicate_fraction": (("target", "replicate"), rep_fraction),
+                     "replicate_seed": (("target", "replicate"), rep_seed),
+                     "n_replicates": (("target",), [int(r["test"]["n_replicates"]) for r in rows]),
+                     "agreement": (("target", "method", "metric"), np.stack([r["test"]["value"] for r in rows])),
+                     "agreement_lo": (("target", "method", "metric"), np.stack([r["test"]["lo"] for r in rows])),
+                     "agreement_hi": (("target", "method", "metric"), np.stack([r["test"]["hi"] for r in rows]))},
+                    coords={"target": list(targets), "layer": np.arange(1, L + 1), "replicate": np.arange(R),
+                            "method": list(METHODS), "metric": list(METRICS)},
+                    attrs=attrs | {"comparison": json.dumps({t: r["compare"] for t, r in zip(targets, rows)}),
+                                   "score": "selectivity sigma_l (docs/science.md 6.1)"})
     _write(ds, path)
 
 

@@ -11,6 +11,8 @@ Features of one kernel (from its magnitude spectrum on the n × n grid, inside t
 - ``aniso``    |Σ P e^{2iθ}| / Σ P with P = |Ŵ|² over the disk without k = 0 (0: isotropic,
   1: all power along one direction); ``orientation`` = ½ arg Σ P e^{2iθ} in degrees [0, 180),
   the direction of the dominant wavevector.
+- ``dip``      min(dc, hi) − min of a(s) over the shells in between: how far the gain sinks below
+  both ends (band-stop character; ≤ 0 for a monotone or single-peaked profile)
 
 Classes (first rule that applies; thresholds are module constants, chosen from the filters'
 definitions — a pass band has gain ≥ 0.7 of the peak, a stop band ≤ 0.5 — and validated on the
@@ -21,7 +23,16 @@ labelled synthetic set of :func:`synthetic_kernels` by :func:`validate`):
 - ``low-pass``  dc ≥ DC_PASS and hi ≤ STOP
 - ``high-pass`` dc ≤ STOP and hi ≥ DC_PASS
 - ``band-pass`` dc ≤ STOP and hi ≤ STOP (the peak lies inside)
-- ``other``     anything else (all-pass, band-stop, mixed)
+
+A kernel none of these rules takes gets the class of its largest *contrast* — ``dc − hi``
+(low-pass), ``hi − dc`` (high-pass), ``1 − max(dc, hi)`` (band-pass: the peak lies inside and both
+ends are lower) — when that contrast is at least WEAK_CONTRAST and larger than the kernel's ``dip`` (a weak member: learned kernels are
+mostly broadband, with a gain that still falls, rises or peaks by 15–50 % across the shells); only
+the rest are
+
+- ``other``     flat (all-pass: every contrast < WEAK_CONTRAST) or band-stop (both ends high).
+
+``classify_features(f, weak=False)`` applies the strict rules alone.
 
 :func:`fit_gabor` fits ``A exp(-|x-c|²/2σ²) cos(k₀·(x-c) + φ)`` to the kernel in physical space
 (least squares from the spectral peak), returning k₀ in integer wavenumbers of the n-grid.
@@ -35,11 +46,12 @@ from .kernels import kernel_spectra
 from .radial import half_plane
 
 CLASSES = ("low-pass", "high-pass", "band-pass", "oriented", "other")
-FEATURES = ("dc", "hi", "k_peak", "centroid", "bandwidth", "aniso", "orientation")
+FEATURES = ("dc", "hi", "k_peak", "centroid", "bandwidth", "aniso", "orientation", "dip")
 ANISO_MIN = 0.35
 DC_PASS = 0.7
 STOP = 0.5
 HI_FROM = 0.85
+WEAK_CONTRAST = 0.15
 
 
 def spectral_features(mag: np.ndarray) -> dict[str, np.ndarray]:
@@ -70,12 +82,15 @@ def spectral_features(mag: np.ndarray) -> dict[str, np.ndarray]:
         "bandwidth": bandwidth / kn,
         "aniso": np.hypot(c, sn) / pt,
         "orientation": np.degrees(np.mod(0.5 * np.arctan2(sn, c), np.pi)),
+        "dip": np.minimum(a[:, 0], a[:, s >= HI_FROM * kn].mean(axis=1))
+        - a[:, (s > 0) & (s < HI_FROM * kn)].min(axis=1),
     }
     return {k: v.reshape(lead) for k, v in out.items()}
 
 
-def classify_features(f: dict[str, np.ndarray]) -> np.ndarray:
-    """Class index into :data:`CLASSES` for every kernel described by ``f`` (see the module doc)."""
+def classify_features(f: dict[str, np.ndarray], weak: bool = True) -> np.ndarray:
+    """Class index into :data:`CLASSES` for every kernel described by ``f`` (see the module doc);
+    ``weak=False``: the strict rules only."""
     dc, hi, an = f["dc"], f["hi"], f["aniso"]
     cls = np.full(np.shape(dc), CLASSES.index("other"), dtype=np.int8)
     rules = [("oriented", (an >= ANISO_MIN) & (f["k_peak"] > 0)),
@@ -87,6 +102,12 @@ def classify_features(f: dict[str, np.ndarray]) -> np.ndarray:
         take = cond & ~done
         cls[take] = CLASSES.index(name)
         done |= take
+    if weak:
+        contrast = np.stack([dc - hi, hi - dc, 1.0 - np.maximum(dc, hi)])      # low, high, band
+        best = np.argmax(contrast, axis=0)
+        top = np.max(contrast, axis=0)
+        take = ~done & (top >= WEAK_CONTRAST) & (top > f["dip"])
+        cls[take] = np.array([CLASSES.index(c) for c in ("low-pass", "high-pass", "band-pass")])[best[take]]
     return cls
 
 

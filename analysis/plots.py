@@ -13,6 +13,7 @@ from suite import layout
 
 from .aggregate import open_result
 from .classify import CLASSES
+from .framework_report import plot_framework
 from .results import load_sweep_results
 
 
@@ -159,4 +160,5 @@ def plot_all(run_dir, targets, n_layers: int) -> dict[str, str]:
             "most_changed_kernels": plot_most_changed(a, out),
             "activation_ratios": plot_activation_ratios(a, targets, out),
             "data_spectra": plot_data_spectra(a, out)}
+    figs |= plot_framework(run_dir, targets)      # framework steps 1-3 per target
     return {k: v for k, v in figs.items() if v}

@@ -5,6 +5,14 @@ shells 0 … n/2, mean over snapshots) of the training members of an FDNS store.
 between two systems is measured shell by shell as ``D_v(k) = |log10 E_target(k) − log10 E_base(k)|``
 (decades); :func:`difference_bands` returns the contiguous band around the largest difference
 where ``D`` stays above half its maximum.
+
+Step 1 of the framework (docs/science.md §6.1) works from *per-snapshot* spectra
+(:func:`snapshot_spectra`: ``(member, time, k)`` of ψ̄, ω̄, Π and of the network's normalized
+inputs ``x_psi``, ``x_omega`` and output ``y_pi``) and :func:`bootstrap_ratio`: the log ratio
+``R_v(k) = log10 E_target − log10 E_base`` with a percentile interval from a two-level bootstrap
+(members with replacement, then snapshots with replacement within each drawn member), the shells
+where that interval excludes 0 (*significant*), and :func:`mismatch_profile`, the framework's
+``M(k)`` and band.
 """
 from __future__ import annotations
 
@@ -15,6 +23,10 @@ import numpy as np
 from suite import layout
 
 VARIABLES = ("psi", "omega", "pi")
+NET_VARIABLES = ("x_psi", "x_omega", "y_pi")   # the network's normalized inputs and output
+ALL_VARIABLES = VARIABLES + NET_VARIABLES
+N_BOOT = 400
+CI = (2.5, 97.5)
 TINY = 1e-300
 
 
@@ -72,3 +84,95 @@ def difference_bands(d: np.ndarray, k: np.ndarray | None = None, skip_mean: bool
     while hi + 1 < d.size and d[hi + 1] >= half:
         hi += 1
     return float(k[lo]), float(k[hi]), float(k[i])
+
+
+# --------------------------------------------------------------------------------------------
+# step 1: per-snapshot spectra, bootstrap intervals, significant bands
+
+
+def field_spectra(a: np.ndarray) -> np.ndarray:
+    """Per-snapshot spectra ``(..., n//2+1)`` of fields ``(..., n, n)`` (``suite.metrics.spectrum``'s
+    normalization and shells, without the mean over snapshots)."""
+    from .radial import half_plane
+
+    a = np.asarray(a, dtype=np.float64)
+    n = a.shape[-1]
+    p = np.abs(np.fft.rfft2(a)) ** 2 / float(n) ** 4
+    return half_plane(n).shell_sum(p)
+
+
+def snapshot_spectra(run_dir, system: str, norm: dict) -> dict[str, np.ndarray]:
+    """``{var: (member, time, k)}`` of the training members of one system (NaN rows for snapshots
+    not written), for :data:`ALL_VARIABLES`; ``x_*``/``y_pi`` are standardized with ``norm`` (the
+    base network's, as transfer learning uses it), and ``"k"``."""
+    from suite.fdns import open_fdns, reading
+
+    path = fdns_path(run_dir, system)
+    ds = training_fields(open_fdns(path))
+    out = {}
+    for v in VARIABLES:
+        with reading(path):
+            a = np.asarray(ds[v].values, dtype=np.float64)     # (member, time, n, n)
+        ok = np.isfinite(a).all(axis=(-2, -1))
+        spec = np.full(a.shape[:2] + (a.shape[-1] // 2 + 1,), np.nan)
+        spec[ok] = field_spectra(a[ok])
+        out[v] = spec
+        nv = {"psi": "x_psi", "omega": "x_omega", "pi": "y_pi"}[v]
+        spec_n = np.full_like(spec, np.nan)
+        spec_n[ok] = field_spectra((a[ok] - norm["mean"][v]) / norm["std"][v])
+        out[nv] = spec_n
+    out["k"] = np.arange(spec.shape[-1], dtype=float)
+    return out
+
+
+def _boot_means(spec: np.ndarray, n_boot: int, rng) -> np.ndarray:
+    """``(n_boot, k)`` means of ``(member, time, k)`` spectra over two-level bootstrap draws."""
+    ok = np.isfinite(spec).all(axis=-1)
+    rows = [spec[m][ok[m]] for m in range(spec.shape[0]) if ok[m].any()]
+    if not rows:
+        return np.full((n_boot, spec.shape[-1]), np.nan)
+    out = np.empty((n_boot, spec.shape[-1]))
+    for b in range(n_boot):
+        ms = rng.integers(0, len(rows), len(rows))
+        draws = [rows[m][rng.integers(0, len(rows[m]), len(rows[m]))] for m in ms]
+        out[b] = np.concatenate(draws).mean(axis=0)
+    return out
+
+
+def pooled_mean(spec: np.ndarray) -> np.ndarray:
+    """Mean spectrum over every finite (member, time) row."""
+    flat = spec.reshape(-1, spec.shape[-1])
+    return flat[np.isfinite(flat).all(axis=1)].mean(axis=0)
+
+
+def bootstrap_ratio(spec_base: np.ndarray, spec_target: np.ndarray, n_boot: int = N_BOOT,
+                    seed: int = 0) -> dict[str, np.ndarray]:
+    """Log ratio of the mean spectra target/base with two-level bootstrap intervals.
+
+    Returns ``R`` (k) from all snapshots, ``R_lo``/``R_hi`` (the :data:`CI` percentiles),
+    ``significant`` (interval excludes 0; shell 0 never), ``R_boot`` (n_boot, k), and the intervals
+    of each mean spectrum ``E_base_lo``… Deterministic for a given ``seed``.
+    """
+    rng = np.random.default_rng(seed)
+    mb, mt = _boot_means(spec_base, n_boot, rng), _boot_means(spec_target, n_boot, rng)
+    lg = lambda e: np.log10(np.maximum(e, TINY))  # noqa: E731
+    r_boot = lg(mt) - lg(mb)
+    r = lg(pooled_mean(spec_target)) - lg(pooled_mean(spec_base))
+    lo, hi = np.percentile(r_boot, CI, axis=0)
+    sig = (lo > 0) | (hi < 0)
+    sig[0] = False
+    eb, et = np.percentile(mb, CI, axis=0), np.percentile(mt, CI, axis=0)
+    return {"R": r, "R_lo": lo, "R_hi": hi, "significant": sig, "R_boot": r_boot,
+            "E_base_lo": eb[0], "E_base_hi": eb[1], "E_target_lo": et[0], "E_target_hi": et[1]}
+
+
+def mismatch_profile(ratios: dict[str, dict], variables=NET_VARIABLES) -> dict[str, np.ndarray]:
+    """The framework's data mismatch ``M(k) = max_v |R_v(k)|·[significant_v(k)]`` over the network's
+    inputs and output (decades), its bootstrap replicates ``M_boot`` (significance fixed from the
+    full interval), and the band ``in_band = M ≥ max M / 2`` (shell 0 excluded; may be several runs).
+    """
+    m = np.max([np.abs(ratios[v]["R"]) * ratios[v]["significant"] for v in variables], axis=0)
+    mb = np.max([np.abs(ratios[v]["R_boot"]) * ratios[v]["significant"] for v in variables], axis=0)
+    band = (m >= 0.5 * m.max()) & (m > 0) if m.max() > 0 else np.zeros(m.shape, bool)
+    band[0] = False
+    return {"M": m, "M_boot": mb, "in_band": band}

@@ -1,8 +1,10 @@
 """A synthetic but complete run folder for the analysis benchmarks (not a benchmark module).
 
 Written in the contracts' formats by the suite's own writers: FDNS stores (``suite.fdns``), a base
-network and one transfer-learned network per layer subset (``suite.model.save_model``; TL = the
-base with its trainable layers perturbed) and the sweep's ``results.csv``.
+network and one transfer-learned network per layer subset and seed (``suite.model.save_model``; TL =
+the base with its trainable layers perturbed) and the sweep's ``results.csv``. The CCs in the table
+are random draws (seeded), with no built-in preference for any layer: a test of the analysis must
+derive what it expects from the table, not from a premise of the fixture.
 """
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ def _store(path: Path, rng, n: int, k0: float, members: int = 2, snapshots: int 
 
 
 def build_run(root, layers: int = 4, width: int = 8, kernel: int = 5, n: int = 32,
-              targets=TARGETS) -> tuple[Path, int]:
+              targets=TARGETS, seeds=(0,)) -> tuple[Path, int]:
     """Write the run folder under ``root``; returns (root, number of TL networks)."""
     root = Path(root)
     rng = np.random.default_rng(7)
@@ -56,22 +58,23 @@ def build_run(root, layers: int = 4, width: int = 8, kernel: int = 5, n: int = 3
     base = ClosureCNN(layers, width, kernel)
     save_model(layout.base_model_dir(root), base, norm, {})
     masks = ["".join(b) for b in itertools.product("01", repeat=layers) if "1" in b]
+    cc_rng = np.random.default_rng(11)
     for ti, t in enumerate(targets):
         rows = []
-        for mask in masks:
+        for seed, mask in itertools.product(seeds, masks):
             tl = ClosureCNN(layers, width, kernel)
             tl.load_state_dict(base.state_dict())
-            g = torch.Generator().manual_seed(100 * ti + int(mask, 2))
+            g = torch.Generator().manual_seed(100 * ti + int(mask, 2) + 10000 * seed)
             with torch.no_grad():
                 for bit, conv in zip(mask, tl.convs):
                     if bit == "1":
                         conv.weight.add_(0.3 * torch.randn(conv.weight.shape, generator=g))
-            save_model(layout.tl_model_dir(root, t, 0.1, 0, mask), tl, norm, {})
+            save_model(layout.tl_model_dir(root, t, 0.1, seed, mask), tl, norm, {})
             first = mask.index("1") + 1
-            rows.append(dict(target=t, fraction=0.1, seed=0, mask=mask, kind="tl",
-                             cc=0.9 - 0.05 * first, cc_backscatter=0.5, cc_diffusion=0.5, rel_l2=0.5, epochs=1,
-                             wall_time_s=1.0, n_trainable=1, first_trainable=first,
+            rows.append(dict(target=t, fraction=0.1, seed=seed, mask=mask, kind="tl",
+                             cc=float(cc_rng.uniform(0.3, 0.9)), cc_backscatter=0.5, cc_diffusion=0.5, rel_l2=0.5,
+                             epochs=1, wall_time_s=1.0, n_trainable=1, first_trainable=first,
                              n_layers_trained=mask.count("1"), final_train_loss=0.1, final_val_loss=0.1))
         layout.sweep_dir(root, t).mkdir(parents=True, exist_ok=True)
         pd.DataFrame(rows).to_csv(layout.sweep_results(root, t), index=False)
-    return root, len(masks) * len(targets)
+    return root, len(masks) * len(targets) * len(seeds)

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import summary
+from analysis.framework_report import framework_html
 from solver.atomic import write_bytes_atomic
 from suite import layout
 from suite.fdns import open_fdns, read_attrs, reading
@@ -191,7 +192,7 @@ def _analysis_section(run_dir: Path, best: dict) -> dict[str, str]:
         s = summary(run_dir)
     except Exception as e:  # noqa: BLE001
         msg = _missing(f"no analysis ({e}): run `turbtl analyze`")
-        return {"cc": msg, "classes": msg, "kernels": msg, "recommend": msg, "activations": msg}
+        return {"cc": msg, "classes": msg, "kernels": msg, "recommend": msg, "activations": msg, "steps": msg}
     f = s["figures"]
     cc = "".join(_img_file(f[k], t) for k, t in (("cc_layers", "CC of single-layer re-training and the pairs matrix"),
                                                  ("cc_by_first_layer", "CC over all subsets, grouped by the first trainable layer"))
@@ -210,7 +211,9 @@ def _analysis_section(run_dir: Path, best: dict) -> dict[str, str]:
     rec = _table(["target", "recommended layer (framework, before TL)", "measured best single layer",
                   "Spearman ρ (predicted vs measured ranking)", "layers ranked differently",
                   "best subset overall", "its CC"], rec_rows)
-    return {"cc": cc, "classes": classes, "kernels": kernels, "recommend": rec, "activations": acts}
+    fw = framework_html(s)      # steps 1-3 per target and the test table (analysis/framework_report.py)
+    return {"cc": cc, "classes": classes, "kernels": kernels, "recommend": rec + fw["test"], "activations": acts,
+            "steps": fw["steps"]}
 
 
 def _disagreements(rows) -> str:
@@ -291,6 +294,7 @@ def write_report(run_dir: str | Path) -> Path:
         ("base", "Base network vs physics closures (a priori, test split)", _base_section(run_dir)),
         ("sweep", "Transfer learning: every layer-freezing subset", ana["cc"] + sweep_html),
         ("recommend", "Physics-guided layer recommendation vs measured best", ana["recommend"]),
+        ("framework", "Physics-guided framework, step by step (docs/science.md §6.1)", ana["steps"]),
         ("classes", "Learned filters: class fractions per layer", ana["classes"]),
         ("kernels", "Most-changed kernels through TL", ana["kernels"]),
         ("activations", "Activation and data spectra", ana["activations"]),
