@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.turbtl-setup-stamp
 export OMP_NUM_THREADS ?= 1
 export MPLBACKEND = Agg
 
-.PHONY: setup run test test-serial test-mpi sysdeps bench clean
+.PHONY: setup run test test-serial test-mpi sysdeps bench gpu-check clean
 
 setup: $(STAMP)
 
@@ -49,6 +49,12 @@ test-mpi: setup
 
 bench: setup
 	bash bench/run.sh
+
+# The CUDA checks and GPU benchmarks (bench/gpu_check.py, < 5 min on one GPU; summary in
+# $(GPU_SUMMARY)). Without a GPU it says "no GPU" and exits 0.
+GPU_SUMMARY ?= gpu-check-summary.txt
+gpu-check: setup
+	$(PY) -m bench.gpu_check --out $(GPU_SUMMARY)
 
 clean:
 	rm -rf $(VENV) .asv .pytest_cache

@@ -71,6 +71,47 @@ class _CircularPad(torch.autograd.Function):
         return out, None
 
 
+class _ReluCircularPad(torch.autograd.Function):
+    """``circular_pad(relu(x), p)`` in one pass over memory (the ReLU applied while copying).
+
+    Forward values are those of ``F.relu`` then :class:`_CircularPad` exactly. Backward folds the
+    halo back in the same order of additions as :class:`_CircularPad` (so the same rounding) and
+    masks by ``x > 0`` as ReLU's own backward does, without a separate ReLU pass either way (and
+    without keeping ReLU's output alive for the backward pass)."""
+
+    @staticmethod
+    def forward(ctx, x, p):
+        ctx.p = p
+        ctx.save_for_backward(x)
+        n, c, h, w = x.shape
+        fmt = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
+        out = torch.empty((n, c, h + 2 * p, w + 2 * p), dtype=x.dtype, device=x.device, memory_format=fmt)
+        torch.clamp_min(x, 0, out=out[:, :, p:p + h, p:p + w])
+        out[:, :, p:p + h, :p] = out[:, :, p:p + h, w:w + p]
+        out[:, :, p:p + h, p + w:] = out[:, :, p:p + h, p:2 * p]
+        out[:, :, :p, :] = out[:, :, h:h + p, :]
+        out[:, :, p + h:, :] = out[:, :, p:2 * p, :]
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        p = ctx.p
+        h, w = g.shape[2] - 2 * p, g.shape[3] - 2 * p
+        # as _CircularPad.backward: rows = g's interior rows with the top/bottom halo rows folded
+        # in, then the interior columns with the left/right halo columns of ``rows`` folded in;
+        # only the two halo column strips of ``rows`` are materialized apart
+        out = g[:, :, p:p + h, p:p + w].clone(memory_format=torch.preserve_format)
+        out[:, :, h - p:, :] += g[:, :, :p, p:p + w]
+        out[:, :, :p, :] += g[:, :, p + h:, p:p + w]
+        for src, dst in ((slice(0, p), slice(w - p, w)), (slice(p + w, w + 2 * p), slice(0, p))):
+            strip = g[:, :, p:p + h, src].clone(memory_format=torch.preserve_format)
+            strip[:, :, h - p:, :] += g[:, :, :p, src]
+            strip[:, :, :p, :] += g[:, :, p + h:, src]
+            out[:, :, :, dst] += strip
+        return torch.ops.aten.threshold_backward(out, x, 0), None
+
+
 def _is_channels_last(x: torch.Tensor) -> bool:
     return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
@@ -82,6 +123,13 @@ def circular_pad(x: torch.Tensor, p: int) -> torch.Tensor:
     if p > x.shape[-1] or p > x.shape[-2]:
         return F.pad(x, (p, p, p, p), mode="circular")
     return _CircularPad.apply(x, p)
+
+
+def relu_circular_pad(x: torch.Tensor, p: int) -> torch.Tensor:
+    """``circular_pad(F.relu(x), p)`` fused into one pass (:class:`_ReluCircularPad`)."""
+    if p == 0 or p > x.shape[-1] or p > x.shape[-2]:
+        return circular_pad(F.relu(x), p)
+    return _ReluCircularPad.apply(x, p)
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,26 +202,31 @@ class ClosureCNN(nn.Module):
         return "".join("1" if c.weight.requires_grad else "0" for c in self.convs)
 
     # -- forward -----------------------------------------------------------------------------
-    def _conv(self, i: int, x: torch.Tensor) -> torch.Tensor:
+    def _conv(self, i: int, x: torch.Tensor, relu_first: bool = False) -> torch.Tensor:
+        """Layer ``i`` on ``x`` (on ``relu(x)`` with ``relu_first``: fused into the circular halo)."""
         conv = self.convs[i]
+        if self.pad > 0 and self.config["padding"] == "circular":
+            h = relu_circular_pad(x, self.pad) if relu_first else circular_pad(x, self.pad)
+            return F.conv2d(h, conv.weight, conv.bias)
+        if relu_first:
+            x = F.relu(x)
         if self.pad == 0:
             return F.conv2d(x, conv.weight, conv.bias)
-        if self.config["padding"] == "circular":
-            return F.conv2d(circular_pad(x, self.pad), conv.weight, conv.bias)
         return F.conv2d(x, conv.weight, conv.bias, padding=self.pad)
 
     def forward_range(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
         """Apply layers ``start`` … ``stop-1`` (0-based), ReLU after each but the network's last.
 
         ``forward_range(forward_range(x, 0, k), k)`` equals ``forward(x)``: the transfer sweep
-        caches the output of a frozen prefix this way.
+        caches the output of a frozen prefix this way. Inside the range, each ReLU is fused into
+        the next layer's circular halo (:func:`relu_circular_pad`): the same values, one pass less.
         """
         stop = self.n_layers if stop is None else stop
+        pending = False  # a ReLU owed to x, applied by the next layer's halo
         for i in range(start, stop):
-            x = self._conv(i, x)
-            if i < self.n_layers - 1:
-                x = F.relu(x)
-        return x
+            x = self._conv(i, x, relu_first=pending)
+            pending = i < self.n_layers - 1
+        return F.relu(x) if pending else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_range(x, 0, self.n_layers)
