@@ -96,3 +96,30 @@ def test_load_model_errors(tmp_path):
     (tmp_path / "model.pt").write_bytes(b"not a torch file")
     with pytest.raises(DataError, match="corrupt"):
         load_model(tmp_path)
+
+
+def test_relu_fused_halo_equals_relu_then_circular_pad_bitwise():
+    """The ReLU fused into the next layer's circular halo (suite.model.relu_circular_pad) gives the
+    values and gradients of F.relu followed by circular_pad, bit for bit, in both memory formats;
+    the network equals PyTorch's own circular-padding Conv2d modules to float32 rounding."""
+    import torch.nn.functional as F
+    from suite.model import ClosureCNN, circular_pad, relu_circular_pad
+
+    torch.manual_seed(0)
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(2, 3, 10, 9).contiguous(memory_format=fmt).requires_grad_(True)
+        g = torch.randn(2, 3, 14, 13)
+        a = relu_circular_pad(x, 2)
+        b = circular_pad(F.relu(x), 2)
+        assert torch.equal(a, b)
+        ga, = torch.autograd.grad(a, x, g)
+        gb, = torch.autograd.grad(b, x, g)
+        assert torch.equal(ga, gb)
+        m = ClosureCNN(4, 8, 5).to(memory_format=fmt)
+        xin = torch.randn(2, 2, 16, 12).contiguous(memory_format=fmt)
+        h = xin
+        for i, conv in enumerate(m.convs):  # PyTorch's own circular padding
+            h = conv(h)
+            if i < 3:
+                h = F.relu(h)
+        torch.testing.assert_close(m(xin), h, rtol=1e-5, atol=1e-6)
