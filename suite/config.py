@@ -169,7 +169,14 @@ SCHEMA: dict[str, dict[str, Spec]] = {
         "fractions": Spec(list, [0.1], _all(nonempty, each(between(0, 1, lo_open=True))),
                           "data fractions of the base training size", float),
         "seeds": Spec(list, [0], _all(nonempty, each(between(0, 2**31 - 1))), "repeat seeds", int),
-        "epochs": Spec(int, 50, between(1, 100000), "re-training epochs"),
+        "epochs": Spec(int, 50, between(1, 100000), "unused: budgets are transfer.steps (kept so older configs load)"),
+        "steps": Spec(int, 300, between(1, 10**7), "optimizer steps of every re-training, scratch and random run"),
+        "eval_every": Spec(int, 25, between(1, 10**7), "steps between validation checks (early stopping)"),
+        "patience": Spec(int, 4, between(0, 10**6), "validation checks without improvement before stopping (0: never)"),
+        "oracle": Spec(bool, True, None, "train the oracle: from scratch on the target's full training data"),
+        "oracle_steps": Spec(int, 0, between(0, 10**7), "oracle budget in steps (0: the base network's steps)"),
+        "random_control": Spec(str, "", None, "subsets matched by a random parameter subset of equal size "
+                               "(a subset spec as transfer.subsets, or empty for none)"),
         "workers": Spec(int, 1, between(1, 1024), "local worker processes"),
         "share_prefix": Spec(bool, True, None, "cache the frozen prefix activations"),
         "references": Spec(bool, True, None, "also train from scratch and evaluate the base net"),
@@ -458,6 +465,8 @@ def _cross_checks(sections: dict, systems: dict[str, System]) -> None:
                           f"dns.dt = {d['dt']}", field="dns.sample_interval")
     # the subsets spec is validated against the network depth by suite.masks
     select(sections["transfer"]["subsets"], m["layers"])
+    if sections["transfer"]["random_control"].strip():
+        select(sections["transfer"]["random_control"], m["layers"], field="transfer.random_control")
     for c in sections["les"]["closures"]:
         if c not in CLOSURES and not (isinstance(c, str) and c.startswith("cnn:")):
             raise ConfigError(f"les.closures contains {c!r}: accepted are {', '.join(CLOSURES)}, cnn:base "

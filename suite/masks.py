@@ -15,6 +15,10 @@ spec           subsets                                                count
 masks          e.g. ``"10000,01100"``                                 as given
 =============  =====================================================  ============
 
+Families and masks combine with commas (``"singles,prefixes,suffixes"``: their union, duplicates
+removed, in the family order below). :func:`random_elements` draws the capacity-matched control of
+the sweep (a random set of parameter elements across all layers, as many as a subset re-trains).
+
     >>> select("singles", 3)
     ['100', '010', '001']
     >>> first_trainable("00110")       # 1-based; 0 for the all-zero mask (the base network)
@@ -22,11 +26,13 @@ masks          e.g. ``"10000,01100"``                                 as given
 
 Order: a family's masks are sorted by first trainable layer, then by the mask read as a number
 from layer 1 (descending, so ``100`` comes before ``011`` and ``010`` before ``001``); explicit
-masks keep the given order with duplicates removed.
+masks alone keep the given order with duplicates removed.
 """
 from __future__ import annotations
 
 import itertools
+
+import numpy as np
 
 from .errors import ConfigError
 
@@ -60,24 +66,41 @@ def select(spec: str, layers: int, field: str = "transfer.subsets") -> list[str]
         raise ConfigError(f"layers = {layers!r}: must be an integer >= 1", field="model.layers")
     if not isinstance(spec, str) or not spec.strip():
         raise ConfigError(f"{field} = {spec!r}: {_accepted(layers)}", field=field)
-    name = spec.strip()
-    L = layers
-    if name == "singles":
-        out = ["".join("1" if i == k else "0" for i in range(L)) for k in range(L)]
-    elif name == "pairs":
-        out = ["".join("1" if i in (a, b) else "0" for i in range(L)) for a, b in itertools.combinations(range(L), 2)]
-    elif name == "all":
-        out = ["".join(b) for b in itertools.product("01", repeat=L) if "1" in b]
-    elif name == "prefixes":
-        out = ["1" * k + "0" * (L - k) for k in range(1, L + 1)]
-    elif name == "suffixes":
-        out = ["0" * k + "1" * (L - k) for k in range(L)]
-    else:
+    parts = [p.strip() for p in spec.split(",")]
+    if not any(p in FAMILIES for p in parts):  # explicit masks only: the given order
         seen = {}
-        for part in name.split(","):
-            seen.setdefault(check_mask(part, L, field), None)
+        for part in parts:
+            seen.setdefault(check_mask(part, layers, field), None)
         return list(seen)
+    out: dict = {}
+    for part in parts:
+        for m in (_family(part, layers) if part in FAMILIES else [check_mask(part, layers, field)]):
+            out.setdefault(m, None)
     return sorted(out, key=_key)
+
+
+def _family(name: str, L: int) -> list[str]:
+    if name == "singles":
+        return ["".join("1" if i == k else "0" for i in range(L)) for k in range(L)]
+    if name == "pairs":
+        return ["".join("1" if i in (a, b) else "0" for i in range(L)) for a, b in itertools.combinations(range(L), 2)]
+    if name == "all":
+        return ["".join(b) for b in itertools.product("01", repeat=L) if "1" in b]
+    if name == "prefixes":
+        return ["1" * k + "0" * (L - k) for k in range(1, L + 1)]
+    return ["0" * k + "1" * (L - k) for k in range(L)]  # suffixes
+
+
+def random_elements(sizes: list[int], k: int, seed: int) -> list[np.ndarray]:
+    """The capacity-matched control: ``k`` parameter elements drawn uniformly without replacement
+    from all ``sum(sizes)`` elements of the network (every layer, weights and biases), as one boolean
+    array per parameter tensor (flattened, of length ``sizes[i]``). Seeded by ``seed`` alone."""
+    total = int(sum(sizes))
+    if not 0 < k <= total:
+        raise ValueError(f"k = {k}: must be in 1..{total}")
+    flat = np.zeros(total, dtype=bool)
+    flat[np.random.default_rng(seed).choice(total, size=k, replace=False)] = True
+    return np.split(flat, np.cumsum(sizes)[:-1])
 
 
 def first_trainable(mask: str) -> int:

@@ -82,20 +82,29 @@ def assert_same_weights(a, b, atol=0.0):
 # --------------------------------------------------------------------------------------------
 
 
+def tl_params(base, mask):
+    return sum(p.numel() for c, b in zip(base.convs, mask) if b == "1" for p in c.parameters())
+
+
 def test_all_subsets_rows_frozen_layers_and_contract(run):
     r = sweep(run, "--seeds", "0,1", "--targets", "high_re")
     base, _, _ = load_model(run / "models" / "base")
     L = base.n_layers
     df = T.load_results(run)
     assert list(df.columns) == list(T.COLUMNS)
-    for (target, fraction, seed), g in df.groupby(["target", "fraction", "seed"]):
+    for (target, fraction, seed), g in df[df.kind != "oracle"].groupby(["target", "fraction", "seed"]):
         tl = g[g.kind == "tl"]
         assert len(tl) == 2 ** L - 1 and tl["mask"].nunique() == 2 ** L - 1
-        assert sorted(g[g.kind != "tl"]["kind"]) == ["base", "scratch"]
+        assert sorted(g[g.kind != "tl"]["kind"]) == ["base", "random", "scratch"]  # ci: random_control "100"
         assert g[g.kind == "base"]["mask"].item() == "0" * L and g[g.kind == "scratch"]["mask"].item() == "1" * L
     assert sorted(df.target.unique()) == ["high_re"] and sorted(df.seed.unique()) == [0, 1]
-    assert len(df) == 2 * (2 ** L - 1 + 2)
-    assert df["cc"].between(-1, 1).all() and (df[df.kind != "base"]["epochs"] == 2).all()
+    assert len(df) == 2 * (2 ** L - 1 + 3) + 2  # + one oracle per seed
+    assert df["cc"].between(-1, 1).all() and (df[df.kind != "base"]["steps"] == 4).all()
+    assert (df[df.kind != "base"]["best_step"].between(0, 4)).all()
+    oracle = df[df.kind == "oracle"]
+    assert (oracle["fraction"] == 1.0).all() and sorted(oracle["seed"]) == [0, 1]
+    rnd = df[df.kind == "random"]
+    assert (rnd["n_trainable"] == tl_params(base, "100")).all()
     tl = df[df.kind == "tl"]
     assert (tl["first_trainable"] == tl["mask"].map(lambda m: m.index("1") + 1)).all()
     assert (tl["n_layers_trained"] == tl["mask"].str.count("1")).all()
@@ -109,7 +118,7 @@ def test_all_subsets_rows_frozen_layers_and_contract(run):
             for k in (f"conv{i + 1}.weight", f"conv{i + 1}.bias"):
                 same = torch.equal(model.state_dict()[k], b[k])
                 assert same == (bit == "0"), (row.mask, k)
-        assert len(meta["history"]["train_loss"]) == 2 and meta["provenance"]["mask"] == row.mask
+        assert meta["history"]["step"] == [2, 4] and meta["provenance"]["mask"] == row.mask
         assert norm == load_model(run / "models" / "base")[1]  # the base network's normalization
     # base reference: the stored base network itself, evaluated on the target
     assert (df[df.kind == "base"]["n_trainable"] == 0).all()
@@ -121,7 +130,7 @@ def test_all_subsets_rows_frozen_layers_and_contract(run):
     assert "best per number of re-trained layers" in r.stdout and "scratch" in r.stdout
     # a rerun skips every finished subset
     again = sweep(run, "--seeds", "0,1", "--targets", "high_re")
-    assert "(18 already done)" in again.stdout
+    assert "(22 already done)" in again.stdout
     pd.testing.assert_frame_equal(table(run), df.drop(columns=VOLATILE))
 
 

@@ -17,13 +17,13 @@ class Job:
     target: str
     fraction: float
     seed: int
-    kind: str  # "base" | "scratch" | "tl"
+    kind: str  # "base" | "scratch" | "oracle" | "tl" | "random" (the capacity-matched control of ``mask``)
     mask: str
 
     @property
     def first(self) -> int:
-        """1-based first trainable layer (0 for base)."""
-        return first_trainable(self.mask)
+        """1-based first trainable layer (0 for base; 1 for random: its elements lie in every layer)."""
+        return 1 if self.kind == "random" else first_trainable(self.mask)
 
     @property
     def group(self) -> str:
@@ -35,23 +35,28 @@ class Job:
         return f"{self.target}/{self.group}/{self.kind}-{self.mask}"
 
 
-def plan(targets, masks, fractions, seeds, references: bool = True) -> list[Job]:
+def plan(targets, masks, fractions, seeds, references: bool = True, oracle: bool = False,
+         random_masks=()) -> list[Job]:
     """Every job of a sweep, in the canonical order that slices partition.
 
-    Order: target, fraction, seed, then the references, then the masks as given (a
-    :func:`suite.masks.select` list is sorted by first trainable layer, so jobs sharing a prefix are
-    neighbours and a contiguous slice keeps them together).
+    Order: target, then the oracles (one per seed, ``fraction = 1``: the target's full training
+    data), then fraction, seed, the references, the masks as given (a :func:`suite.masks.select`
+    list is sorted by first trainable layer, so jobs sharing a prefix are neighbours and a
+    contiguous slice keeps them together), and last the random controls of ``random_masks``.
     """
     if not masks:
         raise UsageError("no subsets to train", field="transfer.subsets")
     L = len(masks[0])
     out = []
     for t in targets:
+        if oracle:
+            out += [Job(t, 1.0, int(s), "oracle", full(L)) for s in seeds]
         for f in fractions:
             for s in seeds:
                 if references:
                     out += [Job(t, float(f), int(s), "base", none(L)), Job(t, float(f), int(s), "scratch", full(L))]
                 out += [Job(t, float(f), int(s), "tl", m) for m in masks]
+                out += [Job(t, float(f), int(s), "random", m) for m in random_masks]
     return out
 
 
@@ -90,7 +95,7 @@ def model_dir(run_dir, job: Job) -> Path | None:
     """Where the job's network is stored (None for the base reference: it is DIR/models/base)."""
     if job.kind == "base":
         return None
-    leaf = job.mask if job.kind == "tl" else layout.SCRATCH
+    leaf = {"tl": job.mask, "scratch": layout.SCRATCH, "oracle": "oracle"}.get(job.kind, f"random-{job.mask}")
     return layout.tl_model_dir(run_dir, job.target, job.fraction, job.seed, leaf)
 
 

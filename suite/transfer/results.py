@@ -17,8 +17,10 @@ from ..errors import DataError
 
 COLUMNS = ("target", "fraction", "seed", "mask", "kind", "cc", "cc_backscatter", "cc_diffusion", "rel_l2",
            "epochs", "wall_time_s", "n_trainable", "first_trainable", "n_layers_trained",
-           "final_train_loss", "final_val_loss")
-KINDS = ("base", "scratch", "tl")
+           "final_train_loss", "final_val_loss", "steps", "best_step")
+KINDS = ("base", "oracle", "scratch", "tl", "random")
+OPTIONAL = ("steps", "best_step")
+"""Columns older row files (and synthetic tables) may lack: read as empty."""
 
 
 @contextlib.contextmanager
@@ -42,7 +44,7 @@ def collect_rows(run_dir, target: str) -> pd.DataFrame:
         except (OSError, ValueError) as e:  # ValueError: bad JSON or not UTF-8 text
             raise DataError(f"row file {p} is unreadable ({type(e).__name__}: {e}); delete it to redo that "
                             "subset", field="results") from None
-        missing = sorted(set(COLUMNS) - set(row)) if isinstance(row, dict) else list(COLUMNS)
+        missing = sorted(set(COLUMNS) - set(row) - set(OPTIONAL)) if isinstance(row, dict) else list(COLUMNS)
         if missing:
             raise DataError(f"row file {p} is not a sweep row (missing {', '.join(missing)}); delete it to "
                             "redo that subset", field="results")
@@ -89,7 +91,10 @@ def load_results(run_dir, target: str | None = None) -> pd.DataFrame:
         except (ValueError, pd.errors.ParserError) as e:  # incl. EmptyDataError, not UTF-8
             raise DataError(f"{path} is unreadable ({type(e).__name__}: {e}); run `turbtl transfer` again "
                             "to rebuild it from the row files", field="results") from None
-        missing = sorted(set(COLUMNS) - set(df.columns))
+        missing = sorted(set(COLUMNS) - set(df.columns) - set(OPTIONAL))
+        for c in OPTIONAL:
+            if c not in df.columns:
+                df[c] = float("nan")
         if missing:
             raise DataError(f"{path}: columns {missing} are missing (expected {', '.join(COLUMNS)})", field="results")
         frames.append(df[list(COLUMNS)])

@@ -15,15 +15,16 @@ from .. import layout
 from ..dataset import FDNSData, SplitTensors
 from ..ddp import DistEnv
 from ..errors import DataError
-from ..masks import n_trained
-from ..metrics import evaluate
+from ..masks import full, n_trained, random_elements
+from ..metrics import cc, evaluate
 from ..model import ClosureCNN, load_model, save_model
 from ..provenance import provenance
 from ..rundir import write_json_atomic
-from ..train import TrainSettings, fit, mse_sum, predict
+from ..train import mse_sum, predict
 from .jobs import Job, is_done, model_dir, row_path
 from .prefix import PREFIX_BATCH, PrefixCache, Suffix, prefix_activations, with_inputs
 from .results import COLUMNS, write_results
+from .steps import train_steps
 
 EVAL_CACHE_BYTES = 1 << 30
 
@@ -33,9 +34,13 @@ class SweepSpec:
     """Everything a worker needs (plain values: it crosses process boundaries)."""
 
     run_dir: str
-    epochs: int
+    epochs: int  # used only when steps = 0: steps = epochs x batches of the sample
     batch_size: int
     lr: float
+    steps: int = 0
+    eval_every: int = 25
+    patience: int = 0
+    oracle_steps: int = 0
     bf16: bool = False
     share_prefix: bool = True
     device: str = "cpu"
@@ -45,6 +50,7 @@ class SweepSpec:
     def from_config(cls, cfg, run_dir, device: str = "cpu") -> "SweepSpec":
         t = cfg.transfer
         return cls(run_dir=str(run_dir), epochs=t.epochs, batch_size=cfg.train.batch_size, lr=cfg.train.lr,
+                   steps=t.steps, eval_every=t.eval_every, patience=t.patience, oracle_steps=t.oracle_steps,
                    bf16=cfg.train.bf16, share_prefix=t.share_prefix, device=device,
                    provenance=provenance(cfg.to_dict(), stage="transfer"))
 
@@ -73,12 +79,14 @@ class Context:
         return max(1, int(round(fraction * self.n_base)))
 
     def tensors(self, target: str, split: str, fraction: float | None = None, seed: int = 0) -> SplitTensors | None:
-        """Normalized (base units) tensors: the small training sample, or the full val/test split."""
+        """Normalized (base units) tensors: the small training sample (``fraction`` None: every
+        training snapshot of the target, the oracle's data), or the full val/test split."""
         key = (target, split, fraction, seed)
         if key not in self._tensors:
             d = self.data(target)
             if split == "train":
-                t = d.tensors("train", self.norm, seed=seed, count=self.sample_count(fraction))
+                count = None if fraction is None else self.sample_count(fraction)
+                t = d.tensors("train", self.norm, seed=seed, count=count)
             else:
                 t = d.tensors(split, self.norm) if len(d.members(split)) else None
             self._tensors[key] = t
@@ -106,54 +114,80 @@ class Context:
 
     # -- the job -----------------------------------------------------------------------------------
     def network(self, job: Job) -> ClosureCNN:
-        """The job's starting network: the base weights (tl, base) or seeded random ones (scratch)."""
-        if job.kind == "scratch":
+        """The job's starting network: the base weights (tl, random, base) or seeded random ones
+        (scratch, oracle)."""
+        if job.kind in ("scratch", "oracle"):
             torch.manual_seed(job.seed)
             return ClosureCNN(**self.base_model.config)
         net = ClosureCNN(**self.base_model.config)
         net.load_state_dict(self.base_model.state_dict())
         return net
 
+    def budget(self, job: Job) -> int:
+        """Optimizer steps of the job: ``transfer.steps``; the oracle's ``oracle_steps`` or (0) the
+        base network's (its epochs × batches per epoch)."""
+        if job.kind != "oracle":
+            return self.spec.steps or self.spec.epochs * -(-self.sample_count(job.fraction) // self.spec.batch_size)
+        if self.spec.oracle_steps:
+            return self.spec.oracle_steps
+        epochs = len(self.base_meta.get("history", {}).get("train_loss", [])) or 1
+        return epochs * -(-self.n_base // self.spec.batch_size)
+
+    def _grad_masks(self, net: ClosureCNN, job: Job) -> tuple[dict, int]:
+        """The random control's element masks (as many elements as ``job.mask`` re-trains)."""
+        probe = ClosureCNN(**self.base_model.config)
+        probe.set_trainable(job.mask)
+        k = probe.n_params(trainable_only=True)
+        names = [n for n, _ in net.named_parameters()]
+        params = [p for _, p in net.named_parameters()]
+        seed = job.seed * 1_000_003 + int(job.mask, 2)
+        chosen = random_elements([p.numel() for p in params], k, seed)
+        return {n: torch.from_numpy(c.reshape(p.shape)).to(p.dtype) for n, p, c in zip(names, params, chosen)}, k
+
     def run(self, job: Job) -> tuple[dict, ClosureCNN, dict]:
         """Train (or, for ``base``, only evaluate) one job: (row, network, loss history)."""
-        for split, args in (("train", (job.fraction, job.seed)), ("val", ()), ("test", ())):
+        train_args = (None, job.seed) if job.kind == "oracle" else (job.fraction, job.seed)
+        for split, args in (("train", train_args), ("val", ()), ("test", ())):
             self.tensors(job.target, split, *args)  # read once per worker, not timed
         t0 = time.perf_counter()
         net = self.network(job)
-        net.set_trainable(job.mask)
+        net.set_trainable(full(net.n_layers) if job.kind == "random" else job.mask)
         start = job.first - 1 if (job.kind == "tl" and self.spec.share_prefix) else 0
-        train = self.train_input(job, start)
+        train = self.train_input(job, start) if job.kind != "oracle" else self.tensors(job.target, "train", None, job.seed)
         module = Suffix(net, start) if start else net
-        history = {"train_loss": [], "val_loss": [], "epoch_time_s": []}
-        epochs = 0
-        if job.kind != "base":
-            settings = TrainSettings(epochs=self.spec.epochs, batch_size=self.spec.batch_size, lr=self.spec.lr,
-                                     seed=job.seed, bf16=self.spec.bf16, progress=False)
-            res = fit(module, train, None, settings, env=local_env(self.device))
-            history, epochs = res.history, res.epochs_run
-            train_loss = history["train_loss"][-1]
-        else:
-            train_loss = _mse(module, train, self.spec.batch_size, self.device)
-        val_loss = float("nan")
         val = self.eval_input(job.target, "val", start)
+        module_v = module
         if val is None:
             val, module_v = self.tensors(job.target, "val"), net
-        else:
-            module_v = module
-        if val is not None:
-            val_loss = _mse(module_v, val, self.spec.batch_size, self.device)
-            history["val_loss"] = history.get("val_loss", []) + [val_loss]
+
+        def val_loss():
+            return _mse(module_v, val, self.spec.batch_size, self.device)
+
+        history, steps, best_step, n_trainable = {}, 0, 0, net.n_params(trainable_only=True)
+        if job.kind != "base":
+            masks = None
+            if job.kind == "random":
+                masks, n_trainable = self._grad_masks(net, job)
+            res = train_steps(module, train, self.budget(job), self.spec.batch_size, self.spec.lr, seed=job.seed,
+                              val_loss=val_loss if val is not None else None, eval_every=self.spec.eval_every,
+                              patience=self.spec.patience, device=self.device, grad_masks=masks)
+            history, steps, best_step = res.history, res.steps, res.best_step
+        train_loss = _mse(module, train, self.spec.batch_size, self.device)
+        val_loss_v = val_loss() if val is not None else float("nan")
         test = self.tensors(job.target, "test")
         test_in = self.eval_input(job.target, "test", start)
         module_t = module if test_in is not None else net
         pred = predict(module_t, test_in if test_in is not None else test, batch=PREFIX_BATCH, device=self.device)
-        metrics = evaluate(pred, test.raw("pi"), test.raw("omega"), test.L)
+        true = test.raw("pi")
+        metrics = evaluate(pred, true, test.raw("omega"), test.L)
         row = {"target": job.target, "fraction": job.fraction, "seed": job.seed, "mask": job.mask,
                "kind": job.kind, **{k: metrics[k] for k in ("cc", "cc_backscatter", "cc_diffusion", "rel_l2")},
-               "epochs": epochs, "wall_time_s": time.perf_counter() - t0,
-               "n_trainable": net.n_params(trainable_only=True),
+               "epochs": -(-steps * self.spec.batch_size // max(1, len(train))) if steps else 0,
+               "steps": steps, "best_step": best_step, "wall_time_s": time.perf_counter() - t0,
+               "n_trainable": int(n_trainable),
                "first_trainable": job.first, "n_layers_trained": n_trained(job.mask),
-               "final_train_loss": float(train_loss), "final_val_loss": float(val_loss)}
+               "final_train_loss": float(train_loss), "final_val_loss": float(val_loss_v),
+               "n_train": len(train), "cc_snapshots": [float(cc(pred[i], true[i])) for i in range(len(true))]}
         net.to(device="cpu")
         return row, net, history
 
@@ -162,7 +196,7 @@ class Context:
         row, net, history = self.run(job)
         folder = model_dir(self.spec.run_dir, job)
         if folder is not None:
-            train = self.tensors(job.target, "train", job.fraction, job.seed)
+            train = self.tensors(job.target, "train", None if job.kind == "oracle" else job.fraction, job.seed)
             meta = {"provenance": self.spec.provenance | {"target": job.target, "fraction": job.fraction,
                                                           "seed": job.seed, "mask": job.mask, "kind": job.kind},
                     "history": history, "metrics": {k: row[k] for k in COLUMNS[5:9]},

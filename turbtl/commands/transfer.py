@@ -8,7 +8,10 @@ Reads RUN/models/base/ and RUN/fdns/<target>.zarr. Subsets: singles, pairs, all,
 or comma-separated masks (0/1 per layer, layer 1 first). Data fractions are of the base network's
 training-set size, drawn from the target's training members. The references `base` (no
 re-training) and `scratch` (every layer trained from random weights on the same small data) are
-added per target x fraction x seed.
+added per target x fraction x seed, the `oracle` (every layer from random weights on the target's
+full training data) per target x seed, and the capacity-matched `random` control of each subset
+of transfer.random_control. Every run is counted in optimizer steps (transfer.steps; the oracle:
+transfer.oracle_steps or the base network's), with early stopping on the target's validation data.
 
 Slices: --slice i/n (0 <= i < n, 0-based like $SLURM_ARRAY_TASK_ID) takes a contiguous block of
 the job list; the slices partition it, may run at the same time on one run folder, and fill the
@@ -44,6 +47,8 @@ def _overrides(args) -> dict:
                                  field=f"transfer.{name}") from None
     if args.epochs is not None:
         t["epochs"] = args.epochs
+    if args.steps is not None:
+        t["steps"] = args.steps
     if args.workers is not None:
         t["workers"] = args.workers
     if args.no_share_prefix:
@@ -90,7 +95,9 @@ def run(args) -> int:
                                 field="transfer.fractions")
         d.snapshots("test")  # DataError if the target has no complete test snapshots
     check_resources(args, cfg, "transfer", run_dir)
-    every = T.plan(t.targets, masks, t.fractions, t.seeds, references=t.references)
+    randoms = select(t.random_control, layers, field="transfer.random_control") if t.random_control.strip() else []
+    every = T.plan(t.targets, masks, t.fractions, t.seeds, references=t.references, oracle=t.oracle,
+                   random_masks=randoms)
     jobs = T.slice_jobs(every, part)
     where = f" (slice {part[0]}/{part[1]})" if part else ""
     with run_lock(run_dir, "transfer", shared=True, cfg=cfg):
@@ -131,7 +138,8 @@ def register(sub):
                    help="singles, pairs, all, prefixes, suffixes or comma-separated 0/1 masks (layer 1 first)")
     p.add_argument("--fractions", default=None, help="comma-separated data fractions of the base training size")
     p.add_argument("--seeds", default=None, help="comma-separated repeat seeds")
-    p.add_argument("--epochs", type=int, default=None, help="re-training epochs (default: transfer.epochs)")
+    p.add_argument("--epochs", type=int, default=None, help="unused: budgets are --steps (kept for old scripts)")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps per run (default: transfer.steps)")
     p.add_argument("--workers", type=int, default=None, help="local worker processes (default: transfer.workers)")
     p.add_argument("--slice", default=None, metavar="I/N",
                    help="run slice I of N (0 <= I < N, as $SLURM_ARRAY_TASK_ID of an array 0-(N-1))")
