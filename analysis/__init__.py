@@ -15,6 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from suite import layout
+from suite.errors import DataError
+
+from .classify import CLASSES
 
 FIGURES = ("cc_layers", "cc_by_first_layer", "class_fractions", "most_changed_kernels",
            "activation_ratios", "data_spectra")
@@ -44,11 +47,13 @@ def summary(run_dir) -> dict:
     - ``classes``, ``layers``.
 
     Raises suite.errors.DataError when the analysis has not been run or was interrupted.
-    """
-    from suite.errors import DataError
 
+    Long because this docstring lists every key of the result; the body (about 60 lines) only reads
+    the stores.
+    """
+    # lazy: the package's __init__ stays light (importing analysis.radial or analysis.kernels must
+    # not load the Dask/xarray pipeline of analysis.aggregate)
     from .aggregate import open_result
-    from .classify import CLASSES
 
     run_dir = Path(run_dir)
     a = layout.analysis_dir(run_dir)

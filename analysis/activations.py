@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from suite.metrics import spectrum
+
 STAGES = ("pre", "post")
 
 
@@ -26,7 +28,6 @@ def normalized_inputs(psi: np.ndarray, omega: np.ndarray, norm: dict):
 def activation_spectra(model, x, L: float = 2 * np.pi) -> np.ndarray:
     """``(layer, 2, n//2+1)`` spectra of the pre- and post-ReLU outputs of every layer on ``x``."""
     import torch
-    from suite.metrics import spectrum
 
     with torch.no_grad():
         pres = model.layer_outputs(x)
@@ -40,7 +41,6 @@ def activation_spectra(model, x, L: float = 2 * np.pi) -> np.ndarray:
 
 def layer_input_spectra(model, x, L: float = 2 * np.pi) -> np.ndarray:
     """``(layer, n//2+1)``: spectrum of the input of every layer (x, then post-ReLU outputs)."""
-    from suite.metrics import spectrum
 
     act = activation_spectra(model, x, L)
     first = spectrum(x.double().numpy(), L)[1]

@@ -37,14 +37,21 @@ from pathlib import Path
 
 import numpy as np
 
+from solver.atomic import replace_dir_atomic
+from suite import layout
+from suite.fdns import open_fdns, quiet_zarr, reading
+from suite.model import load_model
+
+from . import framework
 from .activations import STAGES, activation_spectra, layer_input_spectra, normalized_inputs, spectrum_ratio
 from .change import above_percentile, class_fractions, kernel_change, transitions
 from .classify import CLASSES, FEATURES, classify_features, fit_gabor, spectral_features
+from .framework import METHODS, METRICS, band_share, change_profiles, layer_gain, layer_params
 from .kernels import kernel_index, kernel_spectra, layer_kernels
 from .radial import half_plane
-from solver.atomic import replace_dir_atomic
-from suite import layout
-from suite.fdns import quiet_zarr
+from .results import load_sweep_results
+from .spectra import (ALL_VARIABLES, CI, N_BOOT, bootstrap_ratio, difference_bands, fdns_path, log_difference,
+                      mismatch_profile, pooled_mean, snapshot_spectra, training_fields)
 
 GABOR = ("gabor_k0", "gabor_orientation", "gabor_sigma")
 TOP_K = 6
@@ -99,7 +106,6 @@ def kernel_features(w: np.ndarray, n: int, fit: bool = True) -> dict[str, np.nda
 def analyze_base(model, n: int) -> dict:
     """Per-kernel features of a base network plus its index, layer gains ``G_ℓ(k)`` (with the
     25/75th percentiles over kernels) and trainable parameters per layer."""
-    from .framework import layer_gain, layer_params
 
     ws = layer_kernels(model)
     idx = kernel_index([w.shape for w in ws])
@@ -118,10 +124,8 @@ def analyze_network(path: str, mask: str, base: dict, x_target, n: int, L: float
     Step 3 per re-trained layer (:func:`.framework.change_profiles`): the ``percentile`` of the
     spectral change over that layer's kernels, the kernels above it, and where in k they changed.
     """
-    from .framework import change_profiles
 
     import torch
-    from suite.model import load_model
 
     torch.set_num_threads(1)
     model, _, _ = load_model(path)
@@ -265,8 +269,6 @@ class Inputs:
 
 
 def _inputs(run_dir, systems: list[str], norm: dict, n_samples: int) -> Inputs:
-    from suite.fdns import open_fdns, reading
-    from .spectra import fdns_path, training_fields
 
     x, n, L = {}, None, None
     for s in systems:
@@ -307,10 +309,8 @@ def analyze_sweep(run_dir, targets: list[str], base_system: str, client, *, perc
     """
     import xarray as xr
     from distributed import as_completed
-    from suite.model import load_model
     from tqdm import tqdm
 
-    from . import framework
 
     run_dir = Path(run_dir)
     out_dir = layout.analysis_dir(run_dir)
@@ -395,7 +395,6 @@ def _finalize_target(path: Path, in_band: np.ndarray) -> None:
     and network in the tasks)."""
     import zarr
 
-    from .framework import band_share
     with quiet_zarr():
         g = zarr.open_group(str(path), mode="r+")
     top = np.asarray(g["change_top"][:], dtype=float)
@@ -410,7 +409,6 @@ def _finalize_target(path: Path, in_band: np.ndarray) -> None:
 def _most_changed(path: Path, nets: list[Network], base: dict, n: int) -> dict:
     """Radial profiles of |Ŵ| before and after TL for the TOP_K kernels of largest ``dspec``."""
     import zarr
-    from suite.model import load_model
 
     with quiet_zarr():
         g = zarr.open_group(str(path), mode="r")
@@ -439,8 +437,6 @@ def _data_step(run_dir, base_system: str, targets: list[str], norm: dict, attrs:
     the mean spectra and of the log ratios target/base, significance, the mismatch ``M`` and band."""
     import xarray as xr
 
-    from .spectra import (ALL_VARIABLES, CI, N_BOOT, bootstrap_ratio, difference_bands, log_difference,
-                          mismatch_profile, pooled_mean, snapshot_spectra)
 
     systems = [base_system] + list(targets)
     snaps = {s: snapshot_spectra(run_dir, s, norm) for s in systems}
@@ -482,8 +478,6 @@ def _framework_row(run_dir, target: str, base: dict, M: np.ndarray, M_boot: np.n
                    L: int) -> dict:
     """Steps 2 and 4 for one target: selectivity per layer (and its step-1 replicates), the base
     network's in-band activation mismatch, the measured single-layer CCs and the agreement test."""
-    from . import framework
-    from .results import load_sweep_results
 
     sel = framework.selectivity(base["gain"], M)
     sel_boot = framework.selectivity(base["gain"], M_boot)
@@ -500,7 +494,6 @@ def _framework_row(run_dir, target: str, base: dict, M: np.ndarray, M_boot: np.n
 def _write_framework(path: Path, targets, rows, attrs) -> None:
     import xarray as xr
 
-    from .framework import METHODS, METRICS
     L = rows[0]["score"].shape[0]
     R = max(1, max(len(r["reps"]) for r in rows))
     table = np.full((len(rows), R, L), np.nan)

@@ -18,6 +18,8 @@ import numpy as np
 
 from suite import layout
 
+from .aggregate import open_result
+
 LABELS = {"psi": "ψ̄", "omega": "ω̄", "pi": "Π", "x_psi": "x_ψ (normalized input)",
           "x_omega": "x_ω (normalized input)", "y_pi": "y_Π (normalized output)"}
 METHOD_LABELS = {"framework": "framework (selectivity σ)", "random": "null: random ranking",
@@ -132,7 +134,6 @@ def plot_step3(sw, data, t: str, out: Path) -> str:
 
 def plot_framework(run_dir, targets) -> dict[str, str]:
     """Write the step 1–3 figures of every target; ``{name: path}``."""
-    from .aggregate import open_result
     a, out = layout.analysis_dir(run_dir), layout.figures_dir(run_dir)
     data, base, fw = (open_result(a / f"{x}.zarr") for x in ("data_spectra", "base", "framework"))
     figs = {}

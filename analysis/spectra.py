@@ -21,6 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from suite import layout
+from suite.fdns import open_fdns, reading
+from suite.metrics import spectrum
+
+from .radial import half_plane
 
 VARIABLES = ("psi", "omega", "pi")
 NET_VARIABLES = ("x_psi", "x_omega", "y_pi")   # the network's normalized inputs and output
@@ -44,8 +48,6 @@ def training_fields(ds, split: str = "train", max_snapshots: int | None = None):
 
 def data_spectra(run_dir, system: str, max_snapshots: int | None = None) -> dict[str, np.ndarray]:
     """``{"k": shells, "psi": E, "omega": E, "pi": E}`` of the training members of one system."""
-    from suite.fdns import open_fdns, reading
-    from suite.metrics import spectrum
 
     path = fdns_path(run_dir, system)
     ds = training_fields(open_fdns(path), max_snapshots=max_snapshots)
@@ -93,7 +95,6 @@ def difference_bands(d: np.ndarray, k: np.ndarray | None = None, skip_mean: bool
 def field_spectra(a: np.ndarray) -> np.ndarray:
     """Per-snapshot spectra ``(..., n//2+1)`` of fields ``(..., n, n)`` (``suite.metrics.spectrum``'s
     normalization and shells, without the mean over snapshots)."""
-    from .radial import half_plane
 
     a = np.asarray(a, dtype=np.float64)
     n = a.shape[-1]
@@ -105,7 +106,6 @@ def snapshot_spectra(run_dir, system: str, norm: dict) -> dict[str, np.ndarray]:
     """``{var: (member, time, k)}`` of the training members of one system (NaN rows for snapshots
     not written), for :data:`ALL_VARIABLES`; ``x_*``/``y_pi`` are standardized with ``norm`` (the
     base network's, as transfer learning uses it), and ``"k"``."""
-    from suite.fdns import open_fdns, reading
 
     path = fdns_path(run_dir, system)
     ds = training_fields(open_fdns(path))
