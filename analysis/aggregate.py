@@ -1,4 +1,4 @@
-"""Analysis of a whole transfer-learning sweep with dask.distributed (REFERENCE.md §6).
+"""Analysis of a whole transfer-learning sweep with dask.distributed (docs/science.md §6).
 
 One task per transfer-learned network (target × fraction × seed × mask): it loads that one model
 (models are streamed, never all in memory), and for every *re-trained* layer computes |Ŵ| of the

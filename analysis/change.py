@@ -1,4 +1,4 @@
-"""Change of kernels through transfer learning (REFERENCE.md §6).
+"""Change of kernels through transfer learning (docs/science.md §6).
 
 Per kernel: ``dW = ‖W_TL − W_base‖_F`` over its k × k taps and ``dspec = ‖|Ŵ_TL| − |Ŵ_base|‖_F``
 over the full n × n plane (half-plane sums with weight 2 for 0 < kx < n/2). By Parseval and the

@@ -242,7 +242,7 @@ class Section:
 
 @dataclass(frozen=True)
 class System:
-    """The physical parameters of one system (REFERENCE.md §1)."""
+    """The physical parameters of one system (docs/science.md §1)."""
 
     name: str
     re: float
