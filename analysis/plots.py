@@ -162,3 +162,50 @@ def plot_all(run_dir, targets, n_layers: int) -> dict[str, str]:
             "data_spectra": plot_data_spectra(a, out)}
     figs |= plot_framework(run_dir, targets)      # framework steps 1-3 per target
     return {k: v for k, v in figs.items() if v}
+
+
+def _family(mask: str) -> str:
+    L, k = len(mask), mask.count("1")
+    if k == 1:
+        return "single"
+    if mask == "1" * k + "0" * (L - k):
+        return "prefix"
+    if mask == "0" * (L - k) + "1" * k:
+        return "suffix"
+    return "other"
+
+
+def cc_gain_figure(tab):
+    """CC gain over the base network (same target and fraction) against trainable parameters, from
+    :func:`suite.stats.interval_table` rows of every target: singles, prefixes and suffixes marked,
+    the random capacity-matched controls as crosses; bars are the subsets' 95 % intervals shifted
+    by the base network's CC. Returns the figure (None without tl rows)."""
+    tl = tab[tab["kind"].isin(["tl", "random"])]
+    if not len(tl):
+        return None
+    plt = _plt()
+    targets = sorted(tl["target"].unique())
+    fig, axes = plt.subplots(1, len(targets), figsize=(5 * len(targets), 4), squeeze=False)
+    style = {"single": ("o", "C0"), "prefix": ("^", "C1"), "suffix": ("v", "C2"), "other": (".", "0.6"),
+             "random": ("x", "C3")}
+    for ax, t in zip(axes[0], targets):
+        seen = set()
+        for fi, (f, g) in enumerate(tab[tab["target"] == t].groupby("fraction")):
+            base = g[g["kind"] == "base"]
+            if not len(base):
+                continue
+            b = float(base["cc"].iloc[0])
+            for r in g[g["kind"].isin(["tl", "random"])].itertuples():
+                fam = "random" if r.kind == "random" else _family(r.mask)
+                m, c = style[fam]
+                label = fam if fam not in seen else None
+                seen.add(fam)
+                x = r.n_trainable * (1 + 0.04 * fi)  # fractions side by side
+                ax.errorbar(x, r.cc - b, yerr=[[r.cc - r.lo], [r.hi - r.cc]], fmt=m, color=c, ms=5,
+                            alpha=0.5 + 0.5 * (fi == 0), label=label, capsize=2)
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set(xscale="log", title=f"{t} (all fractions)", xlabel="trainable parameters",
+               ylabel="CC gain over the base network")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -50,8 +50,8 @@ def test_run_produces_every_stage_and_ends_with_the_report(ci_run):
     import pandas as pd
     from suite.transfer import load_results
     df = load_results(run)
-    # every non-empty subset of the 3-layer ci net (7) + the two references, per target
-    assert sorted(df.groupby("target").size().tolist()) == [9, 9]
+    # every non-empty subset of the 3-layer ci net (7) + base, scratch, the oracle and 3 random controls, per target
+    assert sorted(df.groupby("target").size().tolist()) == [13, 13]
     assert df["cc"].notna().all()
 
 
@@ -59,7 +59,7 @@ def test_report_is_self_contained_and_renders_every_figure(ci_run, tmp_path):
     run, _ = ci_run
     html = (run / "report.html").read_text()
     assert not re.search(r'(src|href)="(https?:)?//', html), "the report must not load anything remote"
-    for heading in ("Systems", "DNS and Π spectra", "Base network vs physics closures",
+    for heading in ("Findings of this run", "Checks", "Systems", "DNS and Π spectra", "Base network vs physics closures",
                     "every layer-freezing subset", "layer recommendation", "class fractions per layer",
                     "Most-changed kernels", "Online LES", "Timings of every stage", "Provenance"):
         assert heading in html, heading

@@ -25,7 +25,8 @@ import pandas as pd
 from analysis import summary
 from analysis.framework_report import framework_html
 from solver.atomic import write_bytes_atomic
-from suite import layout
+from analysis.plots import cc_gain_figure
+from suite import layout, stats
 from suite.fdns import open_fdns, read_attrs, reading
 from suite.metrics import spectrum, variance_fraction_above
 from suite.rundir import read_stage
@@ -162,6 +163,10 @@ def _base_section(run_dir: Path) -> str:
     return note + _table(["model"] + keys, rows)
 
 
+def _ci(v) -> str:
+    return stats.fmt(v) if v is not None and not any(map(math.isnan, v)) else "–"
+
+
 def _sweep_section(run_dir: Path) -> tuple[str, dict]:
     try:
         df = load_results(run_dir)
@@ -170,19 +175,106 @@ def _sweep_section(run_dir: Path) -> tuple[str, dict]:
     if df is None or len(df) == 0:
         return _missing("no transfer sweep results: run `turbtl transfer`"), {}
     out, best = [], {}
+    out.append("<p>CC: mean of the per-snapshot CCs on the target's test split over the seeds, with its 95 % "
+               "interval (bootstrap over test snapshots and seeds, suite.stats). Steps: optimizer steps run "
+               "(early stopping on the target's validation data; the best-validation weights are kept, at "
+               "'best step'). Oracle: every layer trained from scratch on the target's full training data.</p>")
+    tabs = []
     for target, g in df.groupby("target"):
+        tab = stats.interval_table(run_dir, target)
         tl = g[g["kind"] == "tl"].sort_values("cc", ascending=False)
-        refs = g[g["kind"] != "tl"]
-        out.append(f"<h3>target {_esc(target)}: {len(tl)} subsets</h3>")
-        rows = [[r.kind, r.mask, r.fraction, r.seed, r.cc, r.cc_backscatter, r.cc_diffusion, r.n_trainable]
-                for r in list(tl.head(8).itertuples()) + list(refs.itertuples())]
-        out.append(_table(["kind", "mask (layer 1 first)", "fraction", "seed", "CC", "CC backscatter",
-                           "CC diffusion", "trained params"], rows))
+        out.append(f"<h3>target {_esc(target)}: {tl['mask'].nunique()} subsets</h3>")
+        if len(tab):
+            tabs.append(tab)
+            order = {"oracle": 0, "base": 1, "scratch": 2, "tl": 3, "random": 4}
+            tab = tab.assign(_o=tab["kind"].map(order)).sort_values(["fraction", "_o", "cc"],
+                                                                    ascending=[True, True, False])
+            rows = [[r.kind, r.mask, r.fraction, r.seeds, _ci((r.cc, r.lo, r.hi)), r.n_trainable, r.steps,
+                     r.best_step] for r in tab.itertuples()]
+            out.append(_table(["kind", "mask (layer 1 first)", "fraction", "seeds", "CC [95 % CI]",
+                               "trained params", "steps", "best step"], rows))
+        else:  # rows written before per-snapshot CCs were stored: the plain table
+            rows = [[r.kind, r.mask, r.fraction, r.seed, r.cc, r.n_trainable] for r in g.itertuples()]
+            out.append(_table(["kind", "mask", "fraction", "seed", "CC", "trained params"], rows))
         singles = tl[tl["n_layers_trained"] == 1].sort_values("cc", ascending=False)
         if len(singles):
             best[target] = {"best_single": int(singles.iloc[0]["first_trainable"]),
                             "best_mask": str(tl.iloc[0]["mask"]), "best_cc": float(tl.iloc[0]["cc"])}
+    if tabs:
+        fig = cc_gain_figure(pd.concat(tabs, ignore_index=True))
+        if fig is not None:
+            out.insert(1, _img(_fig_png(fig), "CC gain over the base network against trainable parameters"))
     return "".join(out), best
+
+
+def study_checks(run_dir: Path) -> list[tuple[str, bool, str]]:
+    """The study's checks (suite.stats.checks) over the targets of the sweep."""
+    try:
+        targets = sorted(load_results(run_dir)["target"].unique())
+    except Exception:  # noqa: BLE001 - no sweep: only the a-priori check
+        targets = []
+    return stats.checks(run_dir, targets)
+
+
+def _findings_section(run_dir: Path, checks) -> str:
+    """The run's findings, each computed from its tables with its interval, and where it disagrees
+    with the paper (the paper: the shallowest layers are the best to re-train)."""
+    items = []
+    try:
+        c = stats.cnn_vs_smagorinsky(run_dir)
+        items.append(f"Base system, a priori: CNN CC {_ci(c['cnn'])} vs Smagorinsky {_ci(c['smag'])} "
+                     f"(difference {_ci(c['diff'])}, {c['snapshots']} test snapshots).")
+    except Exception as e:  # noqa: BLE001
+        items.append(f"Base system, a priori: not available ({_esc(e)}).")
+    try:
+        targets = sorted(load_results(run_dir)["target"].unique())
+    except Exception:  # noqa: BLE001
+        targets = []
+    for t in targets:
+        for r in stats.target_findings(run_dir, t):
+            items.append(_target_finding(r))
+    checks_html = "".join(f"<li><b>{'PASS' if ok else 'FAIL'}</b> {_esc(name)}: {_esc(line)}</li>"
+                          for name, ok, line in checks)
+    return ("<p>Every number below is computed from this run's tables; brackets are 95 % intervals (bootstrap "
+            "over test snapshots and seeds; differences paired). The paper (Subel et al. 2023) finds the "
+            "shallowest layers the best to re-train.</p><ul>" + "".join(f"<li>{i}</li>" for i in items)
+            + f"</ul><h3>Checks</h3><ul>{checks_html}</ul>")
+
+
+def _target_finding(r: dict) -> str:
+    t, f = _esc(r["target"]), r["fraction"]
+    parts = [f"<b>{t}</b>, fraction {f:g} ({r['seeds']} seed(s), {r['n_subsets']} subsets):"]
+    if "base" in r:
+        parts.append(f"base network CC {_ci(r['base'])}")
+    if "oracle_gap" in r:
+        parts.append(f"oracle {_ci(r['oracle'])}, oracle − base gap {_ci(r['oracle_gap'])}")
+    bs, bb = r.get("best_single"), r.get("best_subset")
+    if bs:
+        parts.append(f"best single layer {bs['mask'].index('1') + 1} ({bs['mask']}, {bs['n_trainable']} params) "
+                     f"CC {_ci(bs['cc'])}, gain over base {_ci(bs['gain'])}")
+    if bb:
+        parts.append(f"best subset {bb['mask']} ({bb['n_trainable']} params) CC {_ci(bb['cc'])}, gain "
+                     f"{_ci(bb['gain'])}")
+    sig = r["singles_significant"]
+    if r["singles_pairs"]:
+        parts.append(f"single layers: {len(sig)} of {r['singles_pairs']} pairwise differences significant"
+                     + (" (" + "; ".join(f"{a} − {b} {_ci(d)}" for a, b, d in sig[:6]) + ")" if sig else ""))
+    for c in r["random"]:
+        parts.append(f"capacity control for {c['mask']}: {c['n_trainable']} random parameters CC {_ci(c['cc'])}, "
+                     f"subset − random {_ci(c['subset_minus_random'])}")
+    if "best_minus_scratch" in r:
+        parts.append(f"scratch at equal steps ({r['steps']:.0f}) CC {_ci(r['scratch'])}, best subset − scratch "
+                     f"{_ci(r['best_minus_scratch'])}")
+    if bs:
+        layer = bs["mask"].index("1") + 1
+        if layer == 1:
+            parts.append("agrees with the paper: layer 1 is the best single layer")
+        else:
+            l1 = next((d for a, b, d in sig if a.index("1") == 0 and b == bs["mask"]), None)
+            parts.append(f"<b>disagrees with the paper</b>: layer {layer}, not layer 1, is the best single layer"
+                         + (f" (layer 1 − layer {layer} {_ci(l1)}, significant)" if l1 else
+                            " (not significantly better than layer 1)"))
+    return "; ".join(parts) + "."
 
 
 def _analysis_section(run_dir: Path, best: dict) -> dict[str, str]:
@@ -289,6 +381,7 @@ def write_report(run_dir: str | Path) -> Path:
     sweep_html, best = _sweep_section(run_dir)
     ana = _analysis_section(run_dir, best)
     sections = [
+        ("findings", "Findings of this run", _findings_section(run_dir, study_checks(run_dir))),
         ("systems", "Systems", sys_html),
         ("spectra", "DNS and Π spectra", _spectra_section(run_dir, attrs)),
         ("base", "Base network vs physics closures (a priori, test split)", _base_section(run_dir)),

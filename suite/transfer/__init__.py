@@ -2,10 +2,15 @@
 
 For each target system × data fraction × seed, every subset of :func:`suite.masks.select` is
 re-trained from the base network's weights (``DIR/models/base/``) on a small sample of the
-target's training members, with ``suite.train.fit`` (frozen parameters have
-``requires_grad = False`` and are not in the optimizer). Two references go with each
-(target, fraction, seed): ``base`` (the base network, no re-training) and ``scratch`` (all layers
-trained from random weights on the same small sample, same epochs).
+target's training members, with :func:`~suite.transfer.steps.train_steps` (frozen parameters have
+``requires_grad = False`` and are not in the optimizer): ``transfer.steps`` Adam steps for every
+run that is compared, early stopping on the target's validation members (best weights kept).
+References per (target, fraction, seed): ``base`` (the base network, no re-training), ``scratch``
+(all layers trained from random weights on the same small sample, same steps) and the ``random``
+controls of ``transfer.random_control`` (as many parameter elements as the named subset, drawn
+across all layers, trained through gradient masks); per (target, seed) the ``oracle`` (all layers
+from random weights on the target's full training data; ``transfer.oracle_steps`` or the base
+network's step count). Intervals and findings: :mod:`suite.stats`.
 
 Choices
 - Sample size: ``round(fraction × n_base)`` snapshots (at least 1), ``n_base`` the base network's
@@ -17,7 +22,8 @@ Choices
   frozen layers compute before any re-training, and the base reference would not be the network as
   stored. The scratch reference uses the same units so its CC and losses compare directly.
 - Losses: MSE on normalized Π, as in ``turbtl train``; the validation loss (target's ``val``
-  members) is computed once, after the last epoch; metrics on the target's ``test`` members.
+  members) every ``transfer.eval_every`` steps; metrics on the target's ``test`` members (the CC of
+  every test snapshot is stored in the row file, ``cc_snapshots``).
 
 Shared work. The output of the frozen prefix (layers before the first trainable one) does not
 change while a subset trains, so it is computed once per sample (:class:`PrefixCache`, keyed by

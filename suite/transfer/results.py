@@ -119,13 +119,15 @@ def summary(df: pd.DataFrame, top: int = 5) -> str:
 
     for (t, f), sub in g.groupby(["target", "fraction"]):
         tl = sub[sub.kind == "tl"].sort_values(["cc", "mask"], ascending=[False, False])
+        if not len(tl) and (sub.kind == "oracle").all():
+            continue  # the oracle's group (fraction 1): listed with every fraction of its target
         nseeds = int(sub["seeds"].max())
         lines.append(f"{t}, fraction {f:g} ({len(tl)} subsets, mean over {nseeds} seed(s)):")
         for rank, (_, r) in enumerate(tl.head(top).iterrows(), 1):
             lines.append(fmt(r, f"#{rank}"))
-        for kind in ("base", "scratch"):
-            for _, r in sub[sub.kind == kind].iterrows():
-                lines.append(fmt(r, kind))
+        refs = pd.concat([sub[sub.kind.isin(["base", "scratch", "random"])], g[(g.target == t) & (g.kind == "oracle")]])
+        for _, r in refs.iterrows():
+            lines.append(fmt(r, r["kind"]))
         if len(tl):
             lines.append("  best per number of re-trained layers:")
             for n, gg in tl.groupby("n_layers_trained"):

@@ -11,7 +11,7 @@ from .common import add_config_options, config_from_args
 
 
 def run(args) -> int:
-    from ..report import write_report
+    from ..report import study_checks, write_report
     from suite.rundir import check_run_dir, is_busy, record_stage, run_lock
 
     # a given --config/--preset is validated even though the report needs only the run folder
@@ -27,6 +27,8 @@ def run(args) -> int:
         summary = f"report -> {out} ({out.stat().st_size / 1e6:.1f} MB)"
         record_stage(run_dir, "report", time.perf_counter() - t0, summary)
     print(summary)
+    for name, ok, line in study_checks(run_dir):  # the study's checks, said plainly (a FAIL is not hidden)
+        print(f"check {'PASS' if ok else 'FAIL'}: {name}: {line}")
     return 0
 
 
