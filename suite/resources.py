@@ -168,9 +168,12 @@ def estimate_train(cfg) -> Estimate:
 
 
 def n_transfer_jobs(cfg) -> int:
+    """Networks of the sweep: subsets, references and random controls per target x fraction x seed,
+    and one oracle per target x seed (suite.transfer.plan)."""
     t = cfg.transfer
-    per = len(select(t.subsets, cfg.model.layers)) + (2 if t.references else 0)
-    return len(t.targets) * len(t.fractions) * len(t.seeds) * per
+    randoms = len(select(t.random_control, cfg.model.layers)) if t.random_control.strip() else 0
+    per = len(select(t.subsets, cfg.model.layers)) + (2 if t.references else 0) + randoms
+    return len(t.targets) * len(t.seeds) * (len(t.fractions) * per + (1 if t.oracle else 0))
 
 
 def estimate_transfer(cfg) -> Estimate:
@@ -180,7 +183,8 @@ def estimate_transfer(cfg) -> Estimate:
     jobs = n_transfer_jobs(cfg)
     per_fraction = jobs / max(1, len(t.fractions))
     n_test = d.members_test * d.snapshots
-    core_s = sum(per_fraction * (t.epochs * max(1, int(f * n_base)) * 3 * flops + n_test * flops)
+    batch = cfg.train.batch_size  # budgets are optimizer steps of min(batch, sample) samples each
+    core_s = sum(per_fraction * (t.steps * min(batch, max(1, int(f * n_base))) * 3 * flops + n_test * flops)
                  for f in t.fractions) / CPU_FLOPS
     biggest = max(1, int(max(t.fractions) * n_base))
     cache = biggest * m.width * n * n * 4.0 if t.share_prefix else 0.0
@@ -189,7 +193,8 @@ def estimate_transfer(cfg) -> Estimate:
     w = t.workers
     return Estimate("transfer", per_worker, w, disk, core_s, core_s / w,
                     f"target data + prefix cache of {biggest} samples per worker",
-                    f"cost model ({jobs:,} jobs x {t.epochs} epochs, without prefix sharing: an upper bound)")
+                    f"cost model ({jobs:,} jobs x {t.steps} steps, without prefix sharing or early stopping: "
+                    "an upper bound)")
 
 
 def estimate_analyze(cfg) -> Estimate:
