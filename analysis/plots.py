@@ -204,7 +204,9 @@ def cc_gain_figure(tab):
                 ax.errorbar(x, r.cc - b, yerr=[[r.cc - r.lo], [r.hi - r.cc]], fmt=m, color=c, ms=5,
                             alpha=0.5 + 0.5 * (fi == 0), label=label, capsize=2)
         ax.axhline(0, color="k", lw=0.8)
-        ax.set(xscale="log", title=f"{t} (all fractions)", xlabel="trainable parameters",
+        fr = sorted(tab[(tab["target"] == t) & (tab["kind"] == "tl")]["fraction"].unique())
+        title = f"{t}: fraction {fr[0]:g} solid" + (", larger ones faded" if len(fr) > 1 else "")
+        ax.set(xscale="log", title=title, xlabel="trainable parameters",
                ylabel="CC gain over the base network")
         ax.legend(fontsize=8)
     fig.tight_layout()
