@@ -128,6 +128,9 @@ def summary(df: pd.DataFrame, top: int = 5) -> str:
         refs = pd.concat([sub[sub.kind.isin(["base", "scratch", "random"])], g[(g.target == t) & (g.kind == "oracle")]])
         for _, r in refs.iterrows():
             lines.append(fmt(r, r["kind"]))
+        kinds = refs.groupby("kind")["cc"].mean()
+        if {"oracle", "base"} <= set(kinds.index):
+            lines.append(f"  oracle - base gap {kinds['oracle'] - kinds['base']:.4f} (intervals: the report)")
         if len(tl):
             lines.append("  best per number of re-trained layers:")
             for n, gg in tl.groupby("n_layers_trained"):
