@@ -149,7 +149,7 @@ def test_prefix_cache_on_and_off_agree_and_is_computed_once_per_prefix(run):
     assert on.train_cache.computed == 2 and off.train_cache.computed == 0
 
 
-SWEEP = ["--targets", "high_re", "--epochs", "25", "--workers", "2"]
+SWEEP = ["--targets", "high_re", "--steps", "50", "--workers", "2"]  # long enough jobs to kill one mid-sweep
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +177,7 @@ def test_kill_mid_sweep_and_rerun_equals_uninterrupted(run, reference):
         os.killpg(proc.pid, signal.SIGKILL)  # the command and its worker processes, mid-sweep
         proc.wait()
     n_done = len(list(rows.rglob("*.json")))
-    assert 3 <= n_done < 9, f"the kill came too late or too early ({n_done} of 9 rows)"
+    assert 3 <= n_done < 9, f"the kill came too late or too early ({n_done} of 13 rows)"
     assert proc.returncode == -signal.SIGKILL
     r = sweep(run, *SWEEP)
     assert f"({n_done} already done)" in r.stdout
