@@ -445,7 +445,8 @@ def _cross_checks(sections: dict, systems: dict[str, System]) -> None:
     kmax = g["n_dns"] // 3  # largest wavenumber kept by the 2/3 rule
     for name in d["systems"]:
         sysv = systems[name]
-        if sysv.forcing != "none" and sysv.kf > kmax * g["L"] / (2 * math.pi):
+        # kf in integer wavenumbers against kmax (an int of any size: no float conversion of n_dns)
+        if sysv.forcing != "none" and sysv.kf * (2 * math.pi) / g["L"] > kmax:
             raise ConfigError(f"systems.{name}.kf = {sysv.kf}: forcing wavenumber beyond the resolved range "
                               f"(must be <= {kmax} for grid.n_dns = {g['n_dns']})", field=f"systems.{name}.kf")
         if sysv.forcing != "none" and sysv.kf < 1:
