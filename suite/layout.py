@@ -38,7 +38,7 @@ REPORT = "report.html"
 SCRATCH = "scratch"  # the leaf of the scratch reference network
 RUN_RECORD = "run.json"  # the configuration the folder was made with (written by the first stage)
 LOCK = ".turbtl.lock"
-PARTS = (FDNS, MODELS, SWEEP, ANALYSIS, LES, FIGURES, STAGES, LOCK, RUN_RECORD, REPORT)
+PARTS = (FDNS, MODELS, SWEEP, ANALYSIS, LES, FIGURES, STAGES, LOCK, RUN_RECORD, REPORT, JOBS)
 """The names a run folder holds at its top (a folder holding none of them is not a run folder)."""
 
 _TL_GROUP = re.compile(r"^f(?P<fraction>[0-9.eE+-]+)_s(?P<seed>\d+)$")

@@ -119,6 +119,15 @@ def test_run_dir_that_is_not_a_run_folder(tmp_path, capsys):
     assert _tree(home) == ["thesis.tex"]
 
 
+def test_a_run_folder_with_only_rendered_jobs_is_a_run_folder(tmp_path, capsys):
+    """`turbtl jobs render` writes RUN/jobs/ first; the stages the jobs then run must accept it."""
+    run = tmp_path / "run"
+    assert main(["jobs", "render", "--preset", "ci", "--run-dir", str(run)]) == 0
+    assert sorted(p.name for p in run.iterdir()) == ["jobs"]
+    capsys.readouterr()
+    assert main(["dns", "--preset", "ci", "--run-dir", str(run), "--systems", "base", "--no-progress"]) == 0
+
+
 def test_a_finished_stage_records_the_configuration(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["dns", "--preset", "ci", "--run-dir", str(run), "--systems", "base", "--no-progress"]) == 0
@@ -186,6 +195,9 @@ def test_transfer_before_train_and_analyze_before_transfer(trained, tmp_path, ca
     _refuses(["transfer", "--preset", "ci", "--run-dir", run], run, capsys, "models/base", "turbtl train")
     _refuses(["analyze", "--preset", "ci", "--run-dir", run], run, capsys, "models/base", "turbtl train")
     run2 = copy_run(trained, tmp_path / "run2", parts=("fdns", "models", "stages"))
+    # the shared `trained` folder may hold transfer outputs of tests that ran before this one
+    shutil.rmtree(run2 / "models" / "tl", ignore_errors=True)
+    (run2 / "stages" / "transfer.json").unlink(missing_ok=True)
     _refuses(["analyze", "--preset", "ci", "--run-dir", run2], run2, capsys, "models/tl", "turbtl transfer")
 
 
