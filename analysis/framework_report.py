@@ -19,6 +19,8 @@ import numpy as np
 from suite import layout
 
 from .aggregate import open_result
+from .figures import plt as _plt
+from .figures import save
 
 LABELS = {"psi": "ψ̄", "omega": "ω̄", "pi": "Π", "x_psi": "x_ψ (normalized input)",
           "x_omega": "x_ω (normalized input)", "y_pi": "y_Π (normalized output)"}
@@ -26,19 +28,8 @@ METHOD_LABELS = {"framework": "framework (selectivity σ)", "random": "null: ran
                  "params": "null: trainable-parameter count", "shallowest": "paper's heuristic: shallowest first"}
 
 
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def _save(fig, path: Path) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    _plt().close(fig)
-    return str(path)
+    return save(fig, path, dpi=100)      # the framework figures have always been written at 100 dpi
 
 
 def _shade_band(ax, k, in_band):

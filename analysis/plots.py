@@ -13,23 +13,10 @@ from suite import layout
 
 from .aggregate import open_result
 from .classify import CLASSES
+from .figures import plt as _plt
+from .figures import save as _save
 from .framework_report import plot_framework
 from .results import load_sweep_results
-
-
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def _save(fig, path: Path) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _plt().close(fig)
-    return str(path)
 
 
 def _results(run_dir, targets):
