@@ -76,6 +76,11 @@ def even_ge(lo):
     return lambda v: None if (v >= lo and v % 2 == 0) else f"must be an even integer >= {lo}"
 
 
+def zero_or_even_ge(lo, zero_means: str):
+    return lambda v: None if (v == 0 or (v >= lo and v % 2 == 0)) else \
+        f"must be 0 ({zero_means}) or an even integer >= {lo}"
+
+
 def odd_in(lo, hi):
     return lambda v: None if (lo <= v <= hi and v % 2 == 1) else f"must be an odd integer in [{lo}, {hi}]"
 
@@ -114,6 +119,9 @@ INITS = ("random", "zero")  # [systems.*].init: a seeded random field (solver.in
 BACKENDS = solver_backends.BACKENDS
 DTYPES = solver_backends.DTYPES
 SUBSET_KINDS = ("singles", "pairs", "all", "prefixes", "suffixes")
+AUGMENTS = ("none", "rot90")  # train.augment: suite.dataset.augment (rot90: also rotated by 90, 180, 270 degrees)
+# forcings whose flows are statistically invariant under rotations of the plane by 90 degrees (with beta = 0)
+ROTATION_INVARIANT_FORCINGS = ("cos-xy", "none", "stochastic")
 CLOSURES = ("none", *solver_closures.MODELS)
 MAX_STEPS = 1e12  # time steps per DNS member (the paper's preset: 2.1e6)
 
@@ -121,7 +129,8 @@ MAX_STEPS = 1e12  # time steps per DNS member (the paper's preset: 2.1e6)
 SCHEMA: dict[str, dict[str, Spec]] = {
     "grid": {
         "L": Spec(float, 2 * math.pi, gt(0), "domain side length"),
-        "n_dns": Spec(int, 64, even_ge(8), "DNS grid points per side"),
+        "n_dns": Spec(int, 64, even_ge(8), "DNS grid points per side (of every system without its own "
+                      "systems.<name>.n_dns)"),
         "n_les": Spec(int, 16, even_ge(4), "LES grid points per side (divides n_dns)"),
     },
     "dns": {
@@ -162,6 +171,9 @@ SCHEMA: dict[str, dict[str, Spec]] = {
         "seed": Spec(int, 0, between(0, 2**31 - 1), "training seed"),
         "fraction": Spec(float, 1.0, between(0, 1, lo_open=True), "fraction of training data used"),
         "bf16": Spec(bool, False, None, "bf16 autocast on GPU"),
+        "augment": Spec(str, "none", choices(*AUGMENTS), "base-network training data: none, or rot90 (every "
+                        "snapshot also rotated by 90, 180 and 270 degrees: 4x the samples; rotation-invariant "
+                        "systems only)"),
     },
     "transfer": {
         "targets": Spec(list, ["high_re"], nonempty, "target systems", str),
@@ -169,8 +181,15 @@ SCHEMA: dict[str, dict[str, Spec]] = {
         "fractions": Spec(list, [0.1], _all(nonempty, each(between(0, 1, lo_open=True))),
                           "data fractions of the base training size", float),
         "seeds": Spec(list, [0], _all(nonempty, each(between(0, 2**31 - 1))), "repeat seeds", int),
-        "epochs": Spec(int, 50, between(1, 100000), "unused: budgets are transfer.steps (kept so older configs load)"),
-        "steps": Spec(int, 300, between(1, 10**7), "optimizer steps of every re-training, scratch and random run"),
+        "epochs": Spec(int, 50, between(1, 100000), "unused: budgets are transfer.steps or transfer.epochs_by_layers "
+                       "(kept so older configs load)"),
+        "steps": Spec(int, 300, between(1, 10**7), "optimizer steps of every re-training, scratch and random run "
+                      "(when transfer.epochs_by_layers is empty)"),
+        "epochs_by_layers": Spec(list, [], each(between(1, 100000)),
+                                 "epochs of a re-training by how many layers it re-trains: [e1, e2, ...] gives "
+                                 "e1 epochs of its sample to one layer, e2 to two, the last entry to more "
+                                 "(scratch: all layers; random control: its subset's count); empty: "
+                                 "transfer.steps for every run", int),
         "eval_every": Spec(int, 25, between(1, 10**7), "steps between validation checks (early stopping)"),
         "patience": Spec(int, 4, between(0, 10**6), "validation checks without improvement before stopping (0: never)"),
         "oracle": Spec(bool, True, None, "train the oracle: from scratch on the target's full training data"),
@@ -209,6 +228,8 @@ SYSTEM_SCHEMA: dict[str, Spec] = {
     "init_energy": Spec(float, 0.5, gt(0), "energy of the random initial field"),
     "hyperviscosity": Spec(float, 0.0, ge(0), "hyperviscosity coefficient"),
     "hyper_order": Spec(int, 2, between(1, 8), "hyperviscosity order p in (-1)^(p+1) nu_p lap^p"),
+    "n_dns": Spec(int, 0, zero_or_even_ge(8, "grid.n_dns"), "DNS grid points per side of this system "
+                  "(its LES grid is grid.n_les); 0: grid.n_dns"),
     "description": Spec(str, "", None, ""),
 }
 
@@ -257,6 +278,7 @@ class System:
     hyperviscosity: float
     hyper_order: int
     description: str = ""
+    n_dns: int = 0  # the system's DNS grid, resolved: its [systems.<name>].n_dns, or grid.n_dns
 
     @property
     def nu(self) -> float:
@@ -405,7 +427,9 @@ def validate_section(name: str, spec: dict[str, Spec], given: dict) -> dict:
     return out
 
 
-def _systems(doc: dict) -> dict[str, System]:
+def _systems(doc: dict, grid: dict) -> dict[str, System]:
+    """The catalog merged with the document's [systems.<name>] tables, validated; a system's ``n_dns``
+    0 (unset) resolves to ``grid.n_dns``."""
     catalog = _read_toml(SYSTEMS_FILE, "system catalog")["systems"]
     given = doc.get("systems", {})
     if not isinstance(given, dict):
@@ -417,8 +441,63 @@ def _systems(doc: dict) -> dict[str, System]:
             raise ConfigError(f"systems.{name}: a system name may use letters, digits, '_' and '-'",
                               field=f"systems.{name}")
         values = validate_section(f"systems.{name}", SYSTEM_SCHEMA, params)
+        values["n_dns"] = values["n_dns"] or grid["n_dns"]
         out[name] = System(name=name, **values)
     return out
+
+
+def _grid_where(name: str, sysv: System, g: dict) -> str:
+    """The field that sets a system's DNS grid: its own n_dns, or grid.n_dns."""
+    return f"systems.{name}.n_dns" if sysv.n_dns != g["n_dns"] else "grid.n_dns"
+
+
+def _grid_checks(g: dict, d: dict, systems: dict[str, System]) -> None:
+    """Every system's own DNS grid holds the LES grid; the forcing of every simulated system lies
+    below the 2/3 cutoff of its grid."""
+    for name, sysv in systems.items():
+        n = sysv.n_dns
+        if n != g["n_dns"] and (n < g["n_les"] or n % g["n_les"]):
+            raise ConfigError(f"systems.{name}.n_dns = {n}: must be >= grid.n_les = {g['n_les']} and a multiple "
+                              "of it (every system's LES grid is grid.n_les); accepted: 0 (grid.n_dns) or an "
+                              f"even integer >= {max(8, g['n_les'])} that grid.n_les divides",
+                              field=f"systems.{name}.n_dns")
+    for name in d["systems"]:
+        sysv = systems[name]
+        kmax = sysv.n_dns // 3  # largest wavenumber kept by the 2/3 rule on the system's grid
+        # kf in integer wavenumbers against kmax (an int of any size: no float conversion of n_dns)
+        if sysv.forcing != "none" and sysv.kf * (2 * math.pi) / g["L"] > kmax:
+            raise ConfigError(f"systems.{name}.kf = {sysv.kf}: forcing wavenumber beyond the resolved range "
+                              f"(must be <= {kmax} for {_grid_where(name, sysv, g)} = {sysv.n_dns})",
+                              field=f"systems.{name}.kf")
+        if sysv.forcing != "none" and sysv.kf < 1:
+            raise ConfigError(f"systems.{name}.kf = {sysv.kf}: forced systems need kf >= 1",
+                              field=f"systems.{name}.kf")
+
+
+def _train_checks(sections: dict, systems: dict[str, System]) -> None:
+    """train.augment = rot90 needs a base system that rotations by 90 degrees map onto itself;
+    transfer.epochs_by_layers has at most one entry per layer."""
+    t, m = sections["train"], sections["model"]
+    s = systems[t["system"]]
+    if t["augment"] == "rot90" and (s.beta != 0 or s.forcing not in ROTATION_INVARIANT_FORCINGS):
+        why = f"beta = {s.beta}: a beta-plane has a preferred direction" if s.beta != 0 else \
+            f"forcing = {s.forcing!r} has a preferred direction"
+        raise ConfigError(f"train.augment = 'rot90': the base system {t['system']!r} is not invariant under rotations "
+                          f"by 90 degrees ({why}); accepted: 'none', or a system with beta = 0 and forcing "
+                          f"{', '.join(ROTATION_INVARIANT_FORCINGS)}", field="train.augment")
+    table = sections["transfer"]["epochs_by_layers"]
+    if len(table) > m["layers"]:
+        raise ConfigError(f"transfer.epochs_by_layers = {table!r}: {len(table)} entries, accepted at most "
+                          f"model.layers = {m['layers']} (one per number of re-trained layers)",
+                          field="transfer.epochs_by_layers")
+
+
+def epochs_for_layers(table, layers: int) -> int:
+    """The epochs ``transfer.epochs_by_layers`` gives a run that re-trains ``layers`` layers: entry
+    ``layers - 1``, the last entry beyond the list. ValueError for an empty table."""
+    if not table:
+        raise ValueError("transfer.epochs_by_layers is empty: budgets are transfer.steps")
+    return int(table[min(max(1, int(layers)), len(table)) - 1])
 
 
 def _cross_checks(sections: dict, systems: dict[str, System]) -> None:
@@ -442,16 +521,7 @@ def _cross_checks(sections: dict, systems: dict[str, System]) -> None:
         if s not in systems:
             raise ConfigError(f"les.systems contains {s!r}: accepted are {', '.join(sorted(systems))}",
                               field="les.systems")
-    kmax = g["n_dns"] // 3  # largest wavenumber kept by the 2/3 rule
-    for name in d["systems"]:
-        sysv = systems[name]
-        # kf in integer wavenumbers against kmax (an int of any size: no float conversion of n_dns)
-        if sysv.forcing != "none" and sysv.kf * (2 * math.pi) / g["L"] > kmax:
-            raise ConfigError(f"systems.{name}.kf = {sysv.kf}: forcing wavenumber beyond the resolved range "
-                              f"(must be <= {kmax} for grid.n_dns = {g['n_dns']})", field=f"systems.{name}.kf")
-        if sysv.forcing != "none" and sysv.kf < 1:
-            raise ConfigError(f"systems.{name}.kf = {sysv.kf}: forced systems need kf >= 1",
-                              field=f"systems.{name}.kf")
+    _grid_checks(g, d, systems)
     if d["sample_interval"] < d["dt"]:
         raise ConfigError(f"dns.sample_interval = {d['sample_interval']}: must be >= dns.dt = {d['dt']}",
                           field="dns.sample_interval")
@@ -464,6 +534,7 @@ def _cross_checks(sections: dict, systems: dict[str, System]) -> None:
     if abs(ratio - round(ratio)) > 1e-6 * ratio:
         raise ConfigError(f"dns.sample_interval = {d['sample_interval']}: must be a whole multiple of "
                           f"dns.dt = {d['dt']}", field="dns.sample_interval")
+    _train_checks(sections, systems)
     # the subsets spec is validated against the network depth by suite.masks
     select(sections["transfer"]["subsets"], m["layers"])
     if sections["transfer"]["random_control"].strip():
@@ -485,7 +556,7 @@ def resolve(doc: dict, preset: str, source: str) -> Config:
         raise ConfigError(f"[{unknown[0]}] is not a known section: accepted are {', '.join(sorted(known))}",
                           field=unknown[0])
     sections = {name: validate_section(name, spec, doc.get(name, {})) for name, spec in SCHEMA.items()}
-    systems = _systems(doc)
+    systems = _systems(doc, sections["grid"])
     _cross_checks(sections, systems)
     return Config(preset=preset, source=source, raw=doc | {"preset": meta},
                   sections={k: Section(k, v) for k, v in sections.items()}, systems=systems)

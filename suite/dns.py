@@ -102,11 +102,15 @@ def steps_per(cfg: Config, interval: float) -> int:
 
 def fingerprint(cfg: Config, system: str, save_dns: bool) -> str:
     """A hash of everything that determines a store's numbers (not ranks, threads, intervals of
-    checkpoints): a store or checkpoint is resumed only by a run with the same fingerprint."""
+    checkpoints): a store or checkpoint is resumed only by a run with the same fingerprint. The grid
+    is the system's own (its ``n_dns`` stands as ``grid.n_dns``, so a system on the default grid
+    hashes as before per-system grids existed)."""
     d = cfg.dns.to_dict()
     for k in ("systems", "threads", "ranks_per_member", "checkpoint_interval", "cfl_max"):
         d.pop(k, None)
-    doc = {"grid": cfg.grid.to_dict(), "dns": d, "system": cfg.system(system).to_dict(), "save_dns": save_dns,
+    sysd = cfg.system(system).to_dict()
+    n_dns = sysd.pop("n_dns")
+    doc = {"grid": cfg.grid.to_dict() | {"n_dns": n_dns}, "dns": d, "system": sysd, "save_dns": save_dns,
            "schema": SCHEMA_VERSION}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -118,7 +122,7 @@ def store_attrs(cfg: Config, system: str, save_dns: bool, ranks: int) -> dict:
         "system": system, "re": s.re, "nu": s.nu, "mu": s.mu, "beta": s.beta, "kf": s.kf, "forcing": s.forcing,
         "eps": s.eps, "init": s.init, "kp": s.kp, "init_energy": s.init_energy,
         "hyperviscosity": s.hyperviscosity, "hyper_order": s.hyper_order,
-        "L": g.L, "n_dns": g.n_dns, "n_les": g.n_les, "dt": d.dt, "stepper": d.stepper, "dealias": d.dealias,
+        "L": g.L, "n_dns": s.n_dns, "n_les": g.n_les, "dt": d.dt, "stepper": d.stepper, "dealias": d.dealias,
         "jacobian": d.jacobian, "backend": d.backend, "dtype": d.dtype, "filter": d.filter,
         "filter_width": cfg.filter_width, "spinup_time": d.spinup_time, "sample_interval": d.sample_interval,
         "seed": d.seed, "system_seed": system_seed(d.seed, system),
@@ -131,10 +135,11 @@ def store_attrs(cfg: Config, system: str, save_dns: bool, ranks: int) -> dict:
     }
 
 
-def store_layout(cfg: Config, save_dns: bool) -> Layout:
+def store_layout(cfg: Config, save_dns: bool, system: str) -> Layout:
+    """The store's shape: the LES grid ``grid.n_les`` and the system's own DNS grid."""
     d, g = cfg.dns, cfg.grid
     return Layout(members=n_members(cfg), snapshots=d.snapshots, chunk_time=d.chunk_time, n_les=g.n_les,
-                  n_dns=g.n_dns, L=g.L, sample_interval=d.sample_interval,
+                  n_dns=cfg.system(system).n_dns, L=g.L, sample_interval=d.sample_interval,
                   split=split_labels(d.members_train, d.members_val, d.members_test), save_dns=save_dns)
 
 
@@ -273,7 +278,7 @@ def _prepare_store(cfg, system, run_dir, save_dns, force, ranks) -> str:
     if ck.exists():
         shutil.rmtree(ck)
     path.parent.mkdir(parents=True, exist_ok=True)
-    create_store(path, store_layout(cfg, save_dns), store_attrs(cfg, system, save_dns, ranks))
+    create_store(path, store_layout(cfg, save_dns, system), store_attrs(cfg, system, save_dns, ranks))
     return "create"
 
 
@@ -293,10 +298,10 @@ def _bcast_outcome(world, fn):
 
 
 def dns_ensemble(cfg: Config, system: str, world=None) -> Ensemble:
-    """The system's ensemble driver (:class:`solver.ensemble.Ensemble`, members one at a time), seeded
-    with :func:`system_seed`. Collective over ``world``."""
+    """The system's ensemble driver (:class:`solver.ensemble.Ensemble`, members one at a time) on the
+    system's DNS grid, seeded with :func:`system_seed`. Collective over ``world``."""
     d, g = cfg.dns, cfg.grid
-    return Ensemble(world, n=g.n_dns, members=n_members(cfg), system=cfg.system(system), dt=d.dt, L=g.L,
+    return Ensemble(world, n=cfg.system(system).n_dns, members=n_members(cfg), system=cfg.system(system), dt=d.dt, L=g.L,
                     ranks_per_member=d.ranks_per_member, stepper=d.stepper, dealias=d.dealias,
                     jacobian=d.jacobian, backend=d.backend, dtype=d.dtype, device=d.device, threads=d.threads,
                     seed=system_seed(d.seed, system), cfl_max=d.cfl_max, check_every=CHECK_EVERY, batch=False)
@@ -309,7 +314,7 @@ class _SystemRun:
     def __init__(self, cfg: Config, system: str, run_dir, save_dns: bool, world, progress: bool):
         d = cfg.dns
         self.cfg, self.system, self.save_dns = cfg, system, save_dns
-        self.lay = store_layout(cfg, save_dns)
+        self.lay = store_layout(cfg, save_dns, system)
         self.path, self.ckdir = store_path(run_dir, system), checkpoint_dir(run_dir, system)
         self.fp = fingerprint(cfg, system, save_dns)
         self.spin = steps_per(cfg, d.spinup_time) if d.spinup_time > 0 else 0
@@ -335,7 +340,8 @@ class _SystemRun:
         """Restore or start member ``m``, spin it up, then sample, write and checkpoint its chunks."""
         d, lay = self.cfg.dns, self.lay
         run = self.ens.member(m, label=f"{self.system} member {m}",
-                              advice="lower dns.dt or raise dns.cfl_max/grid.n_dns, then rerun with --force")
+                              advice=f"lower dns.dt or raise dns.cfl_max/{grid_field(self.cfg, self.system)}, "
+                                     "then rerun with --force")
         sampler = FDNSSampler(run.equation, self.cfg.grid.n_les, make_filter(d.filter, self.cfg.filter_width))
         next_snapshot = self._start(run, m)
         if next_snapshot == 0 and run.step < self.spin:
@@ -473,13 +479,18 @@ def _spin_note(bar, m, step, spin, lay, every, n_members, member_no, timers):
 # every system
 
 
+def grid_field(cfg: Config, system: str) -> str:
+    """The configuration field that sets the system's DNS grid (for messages)."""
+    return f"systems.{system}.n_dns" if cfg.system(system).n_dns != cfg.grid.n_dns else "grid.n_dns"
+
+
 def check_run(cfg: Config, world=None, systems: list[str] | None = None) -> None:
-    """ConfigError unless ``systems`` exist and the rank layout fits the grid and the world size
-    (called by ``turbtl dns`` before anything is written, and by :func:`run_dns`)."""
+    """ConfigError unless ``systems`` exist and the rank layout fits every system's grid and the world
+    size (called by ``turbtl dns`` before anything is written, and by :func:`run_dns`)."""
     for s in systems or cfg.dns.systems:
         cfg.system(s)
-    with solver_fields():
-        check_slab_grid(cfg.grid.n_dns, cfg.dns.ranks_per_member)
+        with solver_fields(n=grid_field(cfg, s)):
+            check_slab_grid(cfg.system(s).n_dns, cfg.dns.ranks_per_member)
     size = 1 if world is None else world.Get_size()
     if size % cfg.dns.ranks_per_member:
         raise ConfigError(f"dns.ranks_per_member = {cfg.dns.ranks_per_member}: must divide the number of "
@@ -495,9 +506,10 @@ def run_dns(cfg: Config, run_dir, *, systems: list[str] | None = None, save_dns:
     check_run(cfg, world, systems)
     rank0 = world is None or world.Get_rank() == 0
     results = []
-    with abort_on_error(world), solver_fields():
+    with abort_on_error(world):
         for s in systems:
-            r = run_system(cfg, s, run_dir, save_dns=save_dns, force=force, world=world, progress=progress)
+            with solver_fields(n=grid_field(cfg, s)):
+                r = run_system(cfg, s, run_dir, save_dns=save_dns, force=force, world=world, progress=progress)
             if rank0:
                 log(r.summary())
             results.append(r)

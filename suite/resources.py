@@ -8,6 +8,8 @@ Memory (per process, bytes):
   * every process: :data:`PROCESS_BYTES` (Python, numpy, torch, zarr loaded: measured max RSS
     ~0.39 GB of a DNS process at 512²).
   * DNS: :data:`DNS_BYTES_PER_POINT` × n_dns² / ranks_per_member for the member being stepped
+    (n_dns: each system's own grid, ``systems.<name>.n_dns`` or ``grid.n_dns``; a process holds
+    one system at a time, so the largest grid sets the memory, and the disk and time add up)
     (measured with tracemalloc: 181-184 B per grid point at 256² and 512², float64, AB2-CN, with
     the FDNS sampler; float32 about half), plus on the group root the gathered checkpoint arrays
     (2 complex spectral fields) and the chunk buffer (chunk_time snapshots of ψ̄, ω̄, Π, and with
@@ -116,33 +118,61 @@ def _snap_bytes(cfg) -> float:
     return 3 * 4.0 * cfg.grid.n_les ** 2
 
 
-def _store_bytes(cfg, mem: int, save_dns: bool = False) -> float:
+def dns_grids(cfg, systems=None) -> dict[int, list[str]]:
+    """The DNS grids of ``systems`` (default ``dns.systems``): n_dns -> the systems on it, largest first."""
+    out: dict[int, list[str]] = {}
+    for s in systems or cfg.dns.systems:
+        out.setdefault(cfg.system(s).n_dns, []).append(s)
+    return dict(sorted(out.items(), reverse=True))
+
+
+def grids_text(cfg) -> str:
+    """The DNS grids in words, e.g. ``2048² DNS (high_re), 1024² DNS (base, kf25)``."""
+    grids = dns_grids(cfg)
+    if len(grids) == 1:
+        return f"{next(iter(grids))}² DNS"
+    return ", ".join(f"{n}² DNS ({', '.join(names)})" for n, names in grids.items())
+
+
+def _store_bytes(cfg, mem: int, save_dns: bool = False, n_dns: int | None = None) -> float:
     d, g = cfg.dns, cfg.grid
-    per_snap = 3 * 8.0 * g.n_les ** 2 + 8.0 * (g.n_dns // 2 + 1) + 5 * 8.0
+    n_dns = n_dns or g.n_dns
+    per_snap = 3 * 8.0 * g.n_les ** 2 + 8.0 * (n_dns // 2 + 1) + 5 * 8.0
     if save_dns:
-        per_snap += 8.0 * g.n_dns ** 2
+        per_snap += 8.0 * n_dns ** 2
     chunks = mem * math.ceil(d.snapshots / d.chunk_time)
     return mem * d.snapshots * per_snap + FILE_BYTES * (10 * chunks + 16)
 
 
+def dns_member_bytes(cfg, n: int) -> float:
+    """Bytes of one member's arrays on an n² grid (per rank of its group)."""
+    scale = 0.55 if cfg.dns.dtype == "float32" else 1.0
+    return DNS_BYTES_PER_POINT * scale * n * n / cfg.dns.ranks_per_member
+
+
 def estimate_dns(cfg, save_dns: bool = False) -> Estimate:
+    """Every system on its own grid: memory of the largest, disk and time summed over the systems."""
     d, g = cfg.dns, cfg.grid
-    n, p = g.n_dns, d.ranks_per_member
+    p = d.ranks_per_member
     scale = 0.55 if d.dtype == "float32" else 1.0
-    member = DNS_BYTES_PER_POINT * scale * n * n / p
-    spec = 16.0 * scale * n * (n // 2 + 1)
-    root = 2 * spec + d.chunk_time * (3 * 8.0 * g.n_les ** 2 + (8.0 * n * n if save_dns else 0.0))
     mem = members(cfg)
-    n_sys = len(d.systems)
-    ckpt = 2 * spec * mem
-    disk = n_sys * (_store_bytes(cfg, mem, save_dns) + ckpt + FILE_BYTES * mem)
     steps = _steps(cfg, d.spinup_time) + d.snapshots * _steps(cfg, d.sample_interval)
-    sample = SAMPLE_S0 + SAMPLE_C * n * n * math.log2(n)
-    core_s = n_sys * mem * (steps * dns_step_s(n) + d.snapshots * sample)
+    grids = dns_grids(cfg)
+    disk = core_s = 0.0
+    for n, names in grids.items():
+        spec = 16.0 * scale * n * (n // 2 + 1)
+        disk += len(names) * (_store_bytes(cfg, mem, save_dns, n) + 2 * spec * mem + FILE_BYTES * mem)
+        sample = SAMPLE_S0 + SAMPLE_C * n * n * math.log2(n)
+        core_s += len(names) * mem * (steps * dns_step_s(n) + d.snapshots * sample)
+    n = max(grids)
+    member = dns_member_bytes(cfg, n)
+    root = 2 * 16.0 * scale * n * (n // 2 + 1) + d.chunk_time * (3 * 8.0 * g.n_les ** 2
+                                                                   + (8.0 * n * n if save_dns else 0.0))
     gpu = d.backend == "torch" and d.device in ("cuda", "auto") and _gpu_count() > 0
+    sizes = " + ".join(f"{len(names)} x {n_}²" for n_, names in grids.items())
     return Estimate("dns", PROCESS_BYTES + member + root, p, disk, core_s, core_s / p,
                     f"one member of {n}² on {p} rank(s): {DNS_BYTES_PER_POINT:.0f} B per grid point",
-                    f"cost model ({n_sys} systems x {mem} members x {steps:,} steps)",
+                    f"cost model ({sizes} systems x {mem} members x {steps:,} steps)",
                     gpu_memory=member if gpu else 0.0)
 
 
@@ -316,11 +346,12 @@ def check(cfg, stage: str, run_dir, *, processes: int = 1, **kw) -> Estimate:
     procs = max(processes, e.processes if stage in ("transfer", "analyze") else 1)
     need = e.memory * procs
     have, what = memory_available()
-    hint = {"dns": "lower grid.n_dns or raise dns.ranks_per_member (more ranks, more nodes)",
+    hint = {"dns": "lower grid.n_dns (or a systems.<name>.n_dns) or raise dns.ranks_per_member (more ranks, "
+                   "more nodes)",
             "train": "lower train.batch_size or dns.snapshots", "transfer": "lower transfer.workers",
             "analyze": "lower analyze.workers or analyze.activation_samples",
             "les": "lower les.members"}.get(stage, "use a smaller configuration")
-    src = f"grid.n_dns = {cfg.grid.n_dns}, grid.n_les = {cfg.grid.n_les}"
+    src = f"{grids_text(cfg)}, grid.n_les = {cfg.grid.n_les}"
     if need > have:
         raise ResourceError(f"{stage} needs about {fmt_bytes(need)} of memory ({fmt_bytes(e.memory)} per process x "
                             f"{procs}: {e.what}; {src}) but this machine has {fmt_bytes(have)} ({what}): {hint}, "
@@ -350,7 +381,7 @@ def table(cfg, run_dir=None, save_dns: bool = False) -> str:
     """The estimate of every stage as a text table (``turbtl config --estimate``)."""
     rows = [estimate_dns(cfg, save_dns=save_dns)] + [ESTIMATORS[s](cfg) for s in STAGES[1:]]
     head = f"{'stage':<9} {'memory/process':>14} {'procs':>5} {'disk':>10} {'wall':>9} {'core-hours':>11}  basis"
-    lines = [f"resource estimate: preset {cfg.preset} ({cfg.source}); grid {cfg.grid.n_dns}² DNS, "
+    lines = [f"resource estimate: preset {cfg.preset} ({cfg.source}); grid {grids_text(cfg)}, "
              f"{cfg.grid.n_les}² LES", head]
     for e in rows:
         lines.append(f"{e.stage:<9} {fmt_bytes(e.memory):>14} {e.processes:>5} {fmt_bytes(e.disk):>10} "
@@ -360,8 +391,9 @@ def table(cfg, run_dir=None, save_dns: bool = False) -> str:
                  f"{sum(e.core_s for e in rows) / 3600:>11.3g}")
     dns = rows[0]
     if dns.gpu_memory or cfg.dns.backend == "torch":
-        lines.append(f"dns runs on the torch backend ({cfg.dns.device}): {fmt_bytes(DNS_BYTES_PER_POINT * cfg.grid.n_dns ** 2 / cfg.dns.ranks_per_member)} "
-                     "per GPU for the member's arrays; its time is not modelled (the CPU core-hours are an upper bound)")
+        lines.append(f"dns runs on the torch backend ({cfg.dns.device}): {fmt_bytes(dns_member_bytes(cfg, max(dns_grids(cfg))))} "
+                     "per GPU for the member's arrays (largest grid); its time is not modelled (the CPU core-hours "
+                     "are an upper bound)")
     have, what = memory_available()
     where = Path(run_dir) if run_dir else Path("runs") / cfg.preset
     lines.append(f"this machine: {fmt_bytes(have)} of memory ({what}), {fmt_bytes(disk_free(where))} free on the "

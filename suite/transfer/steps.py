@@ -10,6 +10,15 @@ Early stopping: every ``eval_every`` steps (and after the last) the validation M
 the weights with the lowest one are kept (``best_step``) and training stops after ``patience``
 checks without improvement (0: never). Without validation data the last weights are kept.
 
+Budgets (:func:`job_budget`, called by the worker's ``Context.budget``): ``transfer.steps`` for
+every re-training, scratch and random run; with ``transfer.epochs_by_layers`` (the paper preset:
+the authors' 50 epochs for one layer, 100 for two) a run gets that many epochs of its own sample
+instead, the entry chosen by how many layers it re-trains (scratch: all of them; a random control:
+as many as the subset it is matched to); the last entry serves every larger subset. Each epoch is
+``ceil(sample / batch)`` steps. The oracle gets ``transfer.oracle_steps``, or (0) as many steps as
+the base network took: its epochs × ``ceil(samples / batch)``, samples counting its augmented
+copies (``train.augment``).
+
 ``grad_masks`` (parameter name → 0/1 tensor of the parameter's shape) multiplies each gradient
 before the Adam step: elements with mask 0 get zero gradients, so Adam (no weight decay) never
 moves them; this is how the random capacity-matched control trains only its chosen elements.
@@ -21,7 +30,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..config import epochs_for_layers
 from ..dataset import SplitTensors
+from ..masks import n_trained
 
 
 @dataclass
@@ -30,6 +41,24 @@ class StepResult:
     best_step: int = 0  # step whose weights were kept (0: the starting weights)
     best_val: float = float("nan")
     history: dict = field(default_factory=lambda: {"step": [], "train_loss": [], "val_loss": [], "time_s": []})
+
+
+def job_budget(job, spec, sample_count: int, n_base: int, base_meta: dict) -> int:
+    """Optimizer steps of ``job`` (a :class:`~suite.transfer.jobs.Job`) under ``spec`` (a ``SweepSpec``:
+    ``steps``, ``epochs``, ``batch_size``, ``oracle_steps``, ``epochs_by_layers``); ``sample_count``:
+    the job's training-sample size; ``n_base``, ``base_meta``: the base network's training-set size
+    (snapshots) and its ``meta.json``. The rules: the module docstring."""
+    batch = spec.batch_size
+    if job.kind == "oracle":
+        if spec.oracle_steps:
+            return spec.oracle_steps
+        epochs = len(base_meta.get("history", {}).get("train_loss", [])) or 1
+        samples = base_meta.get("n_samples", n_base)  # augmented copies counted (train.augment)
+        return epochs * -(-int(samples) // batch)
+    table = tuple(spec.epochs_by_layers)
+    if table:
+        return epochs_for_layers(table, n_trained(job.mask)) * -(-sample_count // batch)
+    return spec.steps or spec.epochs * -(-sample_count // batch)
 
 
 def _batches(n: int, batch: int, seed: int):
