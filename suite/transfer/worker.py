@@ -24,7 +24,7 @@ from ..train import mse_sum, predict
 from .jobs import Job, is_done, model_dir, row_path
 from .prefix import PREFIX_BATCH, PrefixCache, Suffix, prefix_activations, with_inputs
 from .results import COLUMNS, write_results
-from .steps import train_steps
+from .steps import job_budget, train_steps
 
 EVAL_CACHE_BYTES = 1 << 30
 
@@ -41,6 +41,7 @@ class SweepSpec:
     eval_every: int = 25
     patience: int = 0
     oracle_steps: int = 0
+    epochs_by_layers: tuple = ()  # transfer.epochs_by_layers (empty: every run gets ``steps``)
     bf16: bool = False
     share_prefix: bool = True
     device: str = "cpu"
@@ -51,7 +52,7 @@ class SweepSpec:
         t = cfg.transfer
         return cls(run_dir=str(run_dir), epochs=t.epochs, batch_size=cfg.train.batch_size, lr=cfg.train.lr,
                    steps=t.steps, eval_every=t.eval_every, patience=t.patience, oracle_steps=t.oracle_steps,
-                   bf16=cfg.train.bf16, share_prefix=t.share_prefix, device=device,
+                   epochs_by_layers=tuple(t.epochs_by_layers), bf16=cfg.train.bf16, share_prefix=t.share_prefix, device=device,
                    provenance=provenance(cfg.to_dict(), stage="transfer"))
 
 
@@ -124,14 +125,8 @@ class Context:
         return net
 
     def budget(self, job: Job) -> int:
-        """Optimizer steps of the job: ``transfer.steps``; the oracle's ``oracle_steps`` or (0) the
-        base network's (its epochs × batches per epoch)."""
-        if job.kind != "oracle":
-            return self.spec.steps or self.spec.epochs * -(-self.sample_count(job.fraction) // self.spec.batch_size)
-        if self.spec.oracle_steps:
-            return self.spec.oracle_steps
-        epochs = len(self.base_meta.get("history", {}).get("train_loss", [])) or 1
-        return epochs * -(-self.n_base // self.spec.batch_size)
+        """Optimizer steps of the job (:func:`suite.transfer.steps.job_budget`)."""
+        return job_budget(job, self.spec, self.sample_count(job.fraction), self.n_base, self.base_meta)
 
     def _grad_masks(self, net: ClosureCNN, job: Job) -> tuple[dict, int]:
         """The random control's element masks (as many elements as ``job.mask`` re-trains)."""
