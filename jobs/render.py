@@ -172,6 +172,7 @@ def render(cfg: Config, profile: Profile, run_dir: str | Path, config_file: str 
                       f"module load {' '.join(shlex.quote(m) for m in cl['modules'])}"]
     env_lines += [cl["activate"], *cl["setup"]]
     scripts, stages = {}, {}
+    shell_args = " ".join(shlex.quote(a) for a in cargs)
     for stage in STAGES:  # build all in memory first: a bad profile writes nothing
         res = profile.stage(stage)
         lay = _stage_layout(stage, res, cfg, profile)
@@ -179,9 +180,8 @@ def render(cfg: Config, profile: Profile, run_dir: str | Path, config_file: str 
                                ntasks_per_node=lay["ntasks_per_node"], log_dir=log_dir, array=lay["array"])
         prologue = fill("prologue.sh", stage=stage, run_dir=shlex.quote(str(run_dir)), venv=_bash_value(venv),
                         workdir=_bash_value(workdir), environment="\n".join(l for l in env_lines if l),
-                        threads=lay["threads"])
-        values = dict(lay["values"], header="\n".join(header), prologue=prologue,
-                      config_args=" ".join(shlex.quote(a) for a in cargs))
+                        threads=lay["threads"], config_args=shell_args)
+        values = dict(lay["values"], header="\n".join(header), prologue=prologue, config_args=shell_args)
         if stage == "train":
             values["launch"] = fill(f"train_{values['launcher']}.sh", **values)
         scripts[stage] = fill(f"{stage}.sbatch", **values)

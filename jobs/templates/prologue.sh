@@ -27,4 +27,8 @@ export TURBTL_WORKDIR=@@{workdir}
 cd "$TURBTL_WORKDIR"
 export OMP_NUM_THREADS=@@{threads}
 export PYTHONUNBUFFERED=1
+# Refuse a bad configuration here, in one process, before any rank starts: the job then ends with the
+# configuration error's own exit code 2. (Under `srun --kill-on-bad-exit` the first rank to exit 2
+# gets its siblings killed, and the step could report their 143 instead.)
+turbtl config @@{config_args} > /dev/null
 # ---- end of prologue ----
