@@ -19,6 +19,15 @@ batch in a seeded order that does not depend on the world size.
 ``fraction`` < 1 selects a seeded random subset of the split's snapshots (at least one), the same
 for every rank and every call with the same seed; the transfer sweep uses it for the 1–10 %
 re-training sets.
+
+``augment = "rot90"`` (``train.augment``, base training only) appends every snapshot rotated by 90,
+180 and 270 degrees (:func:`augment_split`): 4× the samples. ψ̄, ω̄ and Π are scalar fields of the plane
+(Π = J(ψ̄, ω̄) − \\overline{J(ψ, ω)}: the Jacobian is invariant under rotations, the Gaussian filter
+and the square LES truncation too), so a rotated sample is the exact sample of the rotated flow; on
+the periodic square grid a quarter turn about the grid point (0, 0) is an exact permutation of the
+grid points (:func:`rotate90`), no interpolation. The flows are samples of the same system only if
+the system is rotation invariant (no β, a forcing without a preferred direction): the configuration
+refuses the option otherwise (docs/paper-preset.md).
 """
 from __future__ import annotations
 
@@ -30,6 +39,7 @@ import torch
 
 from solver.filters import default_width
 
+from .config import AUGMENTS
 from .errors import DataError
 from .fdns import open_fdns, reading
 
@@ -48,9 +58,15 @@ class SplitTensors:
     index: np.ndarray  # (N, 2): (member, time) positions in the store
     L: float
     delta: float
+    turns: np.ndarray | None = None  # (N,): quarter turns of each row (augment "rot90"); None: not augmented
 
     def __len__(self) -> int:
         return self.x.shape[0]
+
+    @property
+    def snapshots(self) -> int:
+        """Distinct snapshots (rows without rotation): the training-set size fractions are of."""
+        return len(self) if self.turns is None else int(np.sum(self.turns == 0))
 
     def raw(self, name: str) -> np.ndarray:
         """A variable back in physical units, float64 numpy (N, n, n)."""
@@ -58,7 +74,8 @@ class SplitTensors:
         return denormalize(t, self.norm, name)
 
     def to(self, device) -> "SplitTensors":
-        return SplitTensors(self.x.to(device), self.y.to(device), self.norm, self.index, self.L, self.delta)
+        return SplitTensors(self.x.to(device), self.y.to(device), self.norm, self.index, self.L, self.delta,
+                            self.turns)
 
 
 def denormalize(t, norm: dict, name: str) -> np.ndarray:
@@ -142,10 +159,11 @@ class FDNSData:
         return norm_from_arrays(arrays)
 
     def tensors(self, split: str, norm: dict, fraction: float = 1.0, seed: int = 0,
-                count: int | None = None) -> SplitTensors:
-        """The normalized float32 tensors of a split (fixed, reusable: e.g. by the transfer sweep)."""
+                count: int | None = None, augment: str = "none") -> SplitTensors:
+        """The normalized float32 tensors of a split (fixed, reusable: e.g. by the transfer sweep);
+        ``augment`` (``train.augment``): "rot90" appends the rotated copies (:func:`augment_split`)."""
         pairs = self.snapshots(split, fraction, seed, count)
-        return to_tensors(self.read(pairs), norm, pairs, self.L, self.delta)
+        return augment_split(to_tensors(self.read(pairs), norm, pairs, self.L, self.delta), augment)
 
 
 def norm_from_arrays(arrays: dict[str, np.ndarray]) -> dict:
@@ -165,6 +183,34 @@ def to_tensors(arrays: dict[str, np.ndarray], norm: dict, pairs: np.ndarray, L: 
     x = torch.from_numpy(np.stack([z(v) for v in INPUTS], axis=1).astype(np.float32))
     y = torch.from_numpy(z(OUTPUT)[:, None].astype(np.float32))
     return SplitTensors(x, y, norm, pairs, L, delta)
+
+
+def rotate90(a, turns: int = 1):
+    """``a`` (numpy or torch, (..., n, n) with axes (y, x)) rotated counter-clockwise by ``turns``
+    quarter turns about the grid point (0, 0) of the periodic grid: b(x, y) = a(y, −x), i.e.
+    ``b[..., j, i] = a[..., -i mod n, j]``; an exact permutation of the grid points."""
+    n = a.shape[-1]
+    if a.shape[-2] != n:
+        raise ValueError(f"rotate90: a square grid is needed, got {tuple(a.shape[-2:])}")
+    neg = (-np.arange(n)) % n
+    idx = torch.from_numpy(neg) if isinstance(a, torch.Tensor) else neg
+    for _ in range(turns % 4):
+        a = a.swapaxes(-1, -2)[..., idx]
+    return a
+
+
+def augment_split(data: SplitTensors, augment: str = "none") -> SplitTensors:
+    """``data`` itself ("none"), or ("rot90") its rows followed by their copies rotated by 90, 180 and
+    270 degrees (inputs and output alike; ``turns`` says which copy a row is, ``index`` repeats)."""
+    if augment not in AUGMENTS:
+        raise ValueError(f"augment = {augment!r}: must be one of {', '.join(AUGMENTS)}")
+    if augment == "none" or data.turns is not None:
+        return data
+    k = range(4)
+    x = torch.cat([rotate90(data.x, t) for t in k]).contiguous()
+    y = torch.cat([rotate90(data.y, t) for t in k]).contiguous()
+    turns = np.repeat(np.arange(4), len(data))
+    return SplitTensors(x, y, data.norm, np.concatenate([data.index] * 4), data.L, data.delta, turns)
 
 
 def batch_indices(n: int, batch_size: int, epoch: int, seed: int, rank: int = 0, world: int = 1,

@@ -39,7 +39,8 @@ from pathlib import Path
 
 from . import layout
 from .errors import UsageError
-from .masks import select
+from .config import epochs_for_layers
+from .masks import n_trained, select
 from .stages import PIPELINE as STAGES
 
 PROCESS_BYTES = 0.4e9
@@ -185,8 +186,9 @@ def _train_memory(cfg, n_samples: int, batch: int, n_test: int) -> float:
 
 
 def estimate_train(cfg) -> Estimate:
+    """Training samples per epoch: the training snapshots, x4 with train.augment = rot90."""
     d, t = cfg.dns, cfg.train
-    n_train = max(1, int(d.members_train * d.snapshots * t.fraction))
+    n_train = max(1, int(d.members_train * d.snapshots * t.fraction)) * (4 if t.augment == "rot90" else 1)
     n_eval = (d.members_val + d.members_test) * d.snapshots
     params, flops = _cnn(cfg)
     core_s = t.epochs * (n_train * 3 * flops + d.members_val * d.snapshots * flops) / CPU_FLOPS \
@@ -206,7 +208,26 @@ def n_transfer_jobs(cfg) -> int:
     return len(t.targets) * len(t.seeds) * (len(t.fractions) * per + (1 if t.oracle else 0))
 
 
+def _epochs_budget_samples(cfg, n_base: int) -> float:
+    """Training samples the sweep's networks process under transfer.epochs_by_layers: every run its
+    epochs (by its number of re-trained layers) x its sample, the oracles the base network's steps."""
+    t, L, batch = cfg.transfer, cfg.model.layers, cfg.train.batch_size
+    layers = [n_trained(mk) for mk in select(t.subsets, L)] + ([L] if t.references else [])
+    if t.random_control.strip():
+        layers += [n_trained(mk) for mk in select(t.random_control, L)]
+    per_seed = 0.0
+    for f in t.fractions:
+        n = max(1, int(f * n_base))
+        per_seed += sum(epochs_for_layers(t.epochs_by_layers, k) for k in layers) * -(-n // batch) * min(batch, n)
+    if t.oracle:
+        copies = 4 if cfg.train.augment == "rot90" else 1
+        per_seed += (t.oracle_steps or cfg.train.epochs * -(-n_base * copies // batch)) * batch
+    return len(t.targets) * len(t.seeds) * per_seed
+
+
 def estimate_transfer(cfg) -> Estimate:
+    """Budgets in optimizer steps (transfer.steps), or in epochs by number of re-trained layers
+    (transfer.epochs_by_layers); every network is also evaluated on the target's test snapshots."""
     d, t, m, n = cfg.dns, cfg.transfer, cfg.model, cfg.grid.n_les
     n_base = max(1, int(d.members_train * d.snapshots * cfg.train.fraction))
     params, flops = _cnn(cfg)
@@ -214,8 +235,13 @@ def estimate_transfer(cfg) -> Estimate:
     per_fraction = jobs / max(1, len(t.fractions))
     n_test = d.members_test * d.snapshots
     batch = cfg.train.batch_size  # budgets are optimizer steps of min(batch, sample) samples each
-    core_s = sum(per_fraction * (t.steps * min(batch, max(1, int(f * n_base))) * 3 * flops + n_test * flops)
-                 for f in t.fractions) / CPU_FLOPS
+    if t.epochs_by_layers:
+        core_s = (_epochs_budget_samples(cfg, n_base) * 3 * flops + jobs * n_test * flops) / CPU_FLOPS
+        budget = f"epochs {list(t.epochs_by_layers)} by re-trained layers"
+    else:
+        core_s = sum(per_fraction * (t.steps * min(batch, max(1, int(f * n_base))) * 3 * flops + n_test * flops)
+                     for f in t.fractions) / CPU_FLOPS
+        budget = f"{t.steps} steps"
     biggest = max(1, int(max(t.fractions) * n_base))
     cache = biggest * m.width * n * n * 4.0 if t.share_prefix else 0.0
     per_worker = PROCESS_BYTES + _train_memory(cfg, d.members_train * d.snapshots, cfg.train.batch_size, n_test) + cache
@@ -223,7 +249,7 @@ def estimate_transfer(cfg) -> Estimate:
     w = t.workers
     return Estimate("transfer", per_worker, w, disk, core_s, core_s / w,
                     f"target data + prefix cache of {biggest} samples per worker",
-                    f"cost model ({jobs:,} jobs x {t.steps} steps, without prefix sharing or early stopping: "
+                    f"cost model ({jobs:,} jobs x {budget}, without prefix sharing or early stopping: "
                     "an upper bound)")
 
 
