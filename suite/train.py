@@ -299,7 +299,7 @@ def train_base(cfg, run_dir: str | Path, system: str | None = None, env: D.DistE
     t = cfg.train
     data = FDNSData(store)
     norm = data.normalization(fraction=t.fraction, seed=t.seed)
-    train = data.tensors("train", norm, fraction=t.fraction, seed=t.seed)
+    train = data.tensors("train", norm, fraction=t.fraction, seed=t.seed, augment=t.augment)  # rot90: x4 rows
     val = data.tensors("val", norm) if len(data.members("val")) else None
     torch.manual_seed(t.seed)
     model = model_from_config(cfg)
@@ -319,12 +319,14 @@ def train_base(cfg, run_dir: str | Path, system: str | None = None, env: D.DistE
         rows.update(evaluate_baselines(raw, data.L, data.delta, cfg.les.cs, cfg.les.cl))
         perf = {"samples_per_s": res.samples_per_s * env.world, "data_wait_fraction": res.data_wait_fraction,
                 "world_size": env.world, "device": str(env.device), "wall_s": res.wall_s}
-        out = {"system": system, "split": "test", "n_test": len(test), "n_train": len(train),
+        out = {"system": system, "split": "test", "n_test": len(test), "n_train": train.snapshots,
                "models": rows, "performance": perf}
         meta = {"provenance": provenance(cfg.to_dict(), system=system, store=str(store),
                                          seed=t.seed, world_size=env.world),
                 "history": res.history, "metrics": {k: {m: v[m] for m in METRIC_KEYS} for k, v in rows.items()},
-                "performance": perf, "n_train": len(train), "train_index": train.index.tolist()}
+                "performance": perf, "n_train": train.snapshots, "train_index": train.index[:train.snapshots].tolist()}
+        if train.turns is not None:  # train.augment: rows with the rotated copies (the oracle's budget counts them)
+            meta["n_samples"] = len(train)
         save_model(paths["dir"], model, norm, meta)
         write_json_atomic(paths["metrics"], out)
         write_json_atomic(paths["dir"] / "config.json", cfg.to_dict())
