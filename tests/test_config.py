@@ -37,6 +37,17 @@ def write(tmp_path, text):
     ('extends = "ci"\n[nonsense]\nx = 1', "nonsense", "not a known section"),
     ('extends = "nope"', "preset", "unknown"),
     ('extends = "ci"\n[dns]\ndt = nan', "dns.dt", "finite"),
+    ('extends = "ci"\n[systems.base]\nn_dns = 63', "systems.base.n_dns", "even integer >= 8"),
+    ('extends = "ci"\n[systems.base]\nn_dns = 40', "systems.base.n_dns", "multiple"),
+    ('extends = "ci"\n[systems.base]\nn_dns = 32\nkf = 12.0', "systems.base.kf", "systems.base.n_dns = 32"),
+    ('extends = "ci"\n[train]\naugment = "rot45"', "train.augment", "none, rot90"),
+    ('extends = "ci"\n[train]\naugment = "rot90"\nsystem = "beta20"', "train.augment", "beta = 20"),
+    ('extends = "ci"\n[train]\naugment = "rot90"\n[systems.base]\nforcing = "kolmogorov-y"', "train.augment",
+     "preferred direction"),
+    ('extends = "ci"\n[transfer]\nepochs_by_layers = [50, 0]', "transfer.epochs_by_layers", "[1, 100000]"),
+    ('extends = "ci"\n[transfer]\nepochs_by_layers = [1, 2, 3, 4]', "transfer.epochs_by_layers",
+     "model.layers = 3"),
+    ('extends = "ci"\n[transfer]\nepochs_by_layers = [1.5]', "transfer.epochs_by_layers entry", "integer"),
 ])
 def test_bad_values_name_the_field(tmp_path, text, field, words):
     with pytest.raises(ConfigError) as e:
@@ -57,3 +68,17 @@ def test_defaults_filled_and_width():
     assert cfg.filter_width == pytest.approx(2 * cfg.grid.L / cfg.grid.n_les)
     d = cfg.to_dict()
     assert set(SCHEMA) <= set(d)
+
+
+def test_per_system_grid_defaults_to_grid_n_dns(tmp_path):
+    cfg = load_config(config_file=write(tmp_path, 'extends = "ci"\n[systems.high_re]\nn_dns = 128'))
+    assert cfg.system("high_re").n_dns == 128 and cfg.system("base").n_dns == cfg.grid.n_dns == 64
+    assert cfg.to_dict()["systems"]["high_re"]["n_dns"] == 128
+
+
+def test_epochs_by_layers_table():
+    from suite.config import epochs_for_layers
+    assert [epochs_for_layers([50, 100], k) for k in (1, 2, 3, 11)] == [50, 100, 100, 100]
+    assert epochs_for_layers([7], 5) == 7
+    with pytest.raises(ValueError):
+        epochs_for_layers([], 1)
