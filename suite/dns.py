@@ -533,6 +533,11 @@ def flow_statistics(ds, fit_range: tuple[float, float] | None = None) -> dict:
     - ``kmax_eta_z``: k_max η_Z with k_max = (n_dns−1)//3 (2/3 rule) and the Kraichnan scale
       η_Z = (ν³/η)^(1/6), η = 2νP the viscous enstrophy dissipation, P = Σ k⁴ E(k) from the stored
       shell spectra (ensemble and time mean);
+    - ``kmax_over_kd``: k_max / k_d, k_d = (η_t^(1/3)/ν_p)^(1/(2p)) the dissipation wavenumber of the
+      operator that removes the enstrophy: ν_p = the store's ``hyperviscosity`` with p its
+      ``hyper_order`` when hyperviscosity > 0, else ν with p = 1; η_t = 2νΣk⁴E + 2ν_pΣk^(2p+2)E the
+      whole (viscous + hyperviscous) enstrophy dissipation. Without hyperviscosity it equals
+      ``kmax_eta_z``; with it, ``kmax_eta_z`` (viscous only) says nothing. Resolved: ≥ 1;
     - ``z_decades``: log10 Z(k_f)/Z(k_max) of the mean enstrophy spectrum Z(k) = k² E(k);
     - ``slope``: least-squares slope of log E(k) vs log k over ``fit_range`` (default
       [k_f + 3, k_max / 2]), i.e. the enstrophy range; ``fit_range`` as used.
@@ -556,6 +561,11 @@ def flow_statistics(ds, fit_range: tuple[float, float] | None = None) -> dict:
     eta = 2 * nu * P
     kmax = (n - 1) // 3
     eta_z = (nu ** 3 / eta) ** (1 / 6) if eta > 0 else float("inf")
+    nu_p, p = float(a.get("hyperviscosity", 0) or 0), int(a.get("hyper_order", 2) or 2)
+    if nu_p <= 0:
+        nu_p, p = nu, 1
+    eta_t = eta + (2 * nu_p * float(np.sum(k ** (2 * p + 2) * spec)) if nu_p != nu or p != 1 else 0.0)
+    k_d = (eta_t ** (1 / 3) / nu_p) ** (1 / (2 * p)) if eta_t > 0 else 0.0
     zk = k ** 2 * spec
     ikf = int(round(kf / scale)) if kf > 0 else int(np.argmax(zk))
     lo, hi = fit_range if fit_range is not None else (kf + 3, kmax * scale / 2)
@@ -563,5 +573,6 @@ def flow_statistics(ds, fit_range: tuple[float, float] | None = None) -> dict:
     slope = float(np.polyfit(np.log(k[sel]), np.log(spec[sel]), 1)[0]) if sel.sum() >= 3 else float("nan")
     return {"energy_halves": (e1, e2), "enstrophy_halves": (z1, z2),
             "energy_drift": abs(e2 - e1) / (0.5 * (e1 + e2)), "energy_drift_sigma": abs(e2 - e1) / sem if sem else 0.0,
-            "kmax_eta_z": kmax * scale * eta_z, "eta_z": eta_z, "z_decades": float(np.log10(zk[ikf] / zk[kmax])) if zk[kmax] > 0 else float("inf"),
+            "kmax_eta_z": kmax * scale * eta_z, "eta_z": eta_z,
+            "kmax_over_kd": kmax * scale / k_d if k_d > 0 else float("inf"), "z_decades": float(np.log10(zk[ikf] / zk[kmax])) if zk[kmax] > 0 else float("inf"),
             "slope": slope, "fit_range": (float(lo), float(hi))}

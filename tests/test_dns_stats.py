@@ -49,6 +49,24 @@ def test_kraichnan_scale_from_the_spectrum():
     assert flow_statistics(ds)["kmax_eta_z"] == pytest.approx(42 * (nu ** 3 / eta) ** (1 / 6))
 
 
+
+def test_dissipation_wavenumber_with_hyperviscosity():
+    """k_d = (η_t^(1/3)/ν_p)^(1/(2p)) with η_t = 2νk⁴E + 2ν_p k^(2p+2) E for a single shell k = 10,
+    E = 1; without hyperviscosity k_max/k_d is k_max η_Z."""
+    ds = _synthetic(np.ones((1, 2)))
+    spec = np.zeros((1, 2, 65))
+    spec[..., 10] = 1.0
+    ds["spectrum_dns"] = (("member", "time", "k"), spec)
+    assert flow_statistics(ds)["kmax_over_kd"] == pytest.approx(flow_statistics(ds)["kmax_eta_z"])
+    nu, nu2 = 1e-3, 1e-7
+    ds.attrs.update(hyperviscosity=nu2, hyper_order=2)
+    eta_t = 2 * nu * 1e4 + 2 * nu2 * 1e6
+    k_d = (eta_t ** (1 / 3) / nu2) ** (1 / 4)
+    s = flow_statistics(ds)
+    assert s["kmax_over_kd"] == pytest.approx(42 / k_d)
+    assert s["kmax_eta_z"] == pytest.approx(42 * (nu ** 3 / (2 * nu * 1e4)) ** (1 / 6))  # viscous only
+
+
 @pytest.mark.slow
 def test_small_base_is_resolved_steady_and_has_a_steep_enstrophy_range(tmp_path):
     """The small preset's base system on fewer members: after the spin-up the energy is

@@ -27,6 +27,7 @@ from analysis.framework_report import framework_html
 from solver.atomic import write_bytes_atomic
 from analysis.plots import cc_gain_figure
 from suite import layout, stats
+from suite.dns import flow_statistics
 from suite.fdns import open_fdns, read_attrs, reading
 from suite.metrics import spectrum, variance_fraction_above
 from suite.rundir import read_stage
@@ -118,16 +119,14 @@ def _spectra_section(run_dir: Path, attrs: dict) -> str:
             has_spec = "spectrum_dns" in ds and ds.sizes.get("time", 0)
             e = np.asarray(ds["spectrum_dns"].mean(("member", "time")).values) if has_spec else None
             pi = ds["pi"].isel(time=slice(-min(8, ds.sizes["time"]), None)).values
+            st = flow_statistics(ds) if has_spec and "energy" in ds else None
         if has_spec:
             k = np.asarray(ds["k"].values, dtype=float)
             sel = (k > 0) & (e > 0)
             a1.loglog(k[sel], e[sel], label=name)
-            kf = float(attrs[name].get("kf", 0) or 0)
-            n_dns = int(attrs[name].get("n_dns", len(k)))
-            fit = (k >= max(2 * kf, 3)) & (k <= n_dns / 6) & (e > 0)
-            if fit.sum() >= 3:
-                slopes.append([name, float(np.polyfit(np.log(k[fit]), np.log(e[fit]), 1)[0]),
-                               f"{k[fit][0]:.0f}–{k[fit][-1]:.0f}"])
+        if st is not None:
+            slopes.append([name, f"{st['kmax_over_kd']:.2f}", f"{st['z_decades']:.2f}", f"{st['slope']:.2f}",
+                           "{:.0f}–{:.0f}".format(*st["fit_range"]), f"{st['energy_drift']:.3f}"])
         kk, ep = spectrum(pi.reshape(-1, *pi.shape[-2:]), float(attrs[name]["L"]))
         a2.loglog(kk[1:], ep[1:], label=name)
         kc = (pi.shape[-1] - 1) // 3
@@ -142,7 +141,11 @@ def _spectra_section(run_dir: Path, attrs: dict) -> str:
         a.grid(alpha=0.3, which="both")
     out = _img(_fig_png(fig), "DNS energy spectra and Π spectra, base vs targets")
     if slopes:
-        out += _table(["system", "fitted slope of E(k)", "fit range k"], slopes)
+        out += _table(["system", "k_max / k_d (resolved: ≥ 1)", "decades of Z(k) from k_f to k_max",
+                       "fitted slope of E(k)", "fit range k", "energy drift between halves"], slopes)
+        out += ("<p>k_d: the dissipation wavenumber of the operator that removes the enstrophy "
+                "(viscous, or hyperviscous where the system has hyperviscosity), from the measured "
+                "enstrophy dissipation; <code>suite.dns.flow_statistics</code>, docs/science.md §1.</p>")
     if bands:
         out += _table(["system", "LES Jacobian of Π", "k_c = (n_les−1)//3",
                        "fraction of Π's variance with max(|kx|, |ky|) > k_c"], bands)
