@@ -135,6 +135,15 @@ def grids_text(cfg) -> str:
     return ", ".join(f"{n}² DNS ({', '.join(names)})" for n, names in grids.items())
 
 
+def grid_fields_text(cfg) -> str:
+    """The fields that set the DNS grids of ``dns.systems``, e.g. ``systems.high_re.n_dns = 2048,
+    grid.n_dns = 1024`` (``grid.n_dns = 1024`` alone when every system is on the default grid)."""
+    own = [f"systems.{s}.n_dns = {cfg.system(s).n_dns}" for s in cfg.dns.systems
+           if cfg.system(s).n_dns != cfg.grid.n_dns]
+    default = any(cfg.system(s).n_dns == cfg.grid.n_dns for s in cfg.dns.systems)
+    return ", ".join(own + ([f"grid.n_dns = {cfg.grid.n_dns}"] if default or not own else []))
+
+
 def _store_bytes(cfg, mem: int, save_dns: bool = False, n_dns: int | None = None) -> float:
     d, g = cfg.dns, cfg.grid
     n_dns = n_dns or g.n_dns
@@ -377,7 +386,7 @@ def check(cfg, stage: str, run_dir, *, processes: int = 1, **kw) -> Estimate:
             "train": "lower train.batch_size or dns.snapshots", "transfer": "lower transfer.workers",
             "analyze": "lower analyze.workers or analyze.activation_samples",
             "les": "lower les.members"}.get(stage, "use a smaller configuration")
-    src = f"{grids_text(cfg)}, grid.n_les = {cfg.grid.n_les}"
+    src = f"{grid_fields_text(cfg)}, grid.n_les = {cfg.grid.n_les}"
     if need > have:
         raise ResourceError(f"{stage} needs about {fmt_bytes(need)} of memory ({fmt_bytes(e.memory)} per process x "
                             f"{procs}: {e.what}; {src}) but this machine has {fmt_bytes(have)} ({what}): {hint}, "
