@@ -233,7 +233,7 @@ def test_config_estimate_for_every_preset(capsys):
         out = capsys.readouterr().out
         for word in ("memory/process", "disk", "core-hours", "dns", "train", "transfer", "analyze", "les", "total"):
             assert word in out, out
-    assert "2,120,000 steps" in out and "GB" in out  # paper: 2.12 M steps per member, disk in GB
+    assert "2,080,000 steps" in out and "GB" in out  # paper: 2.08 M steps per member (2e6 spin-up + 200 x 400), disk in GB
 
 
 def test_dns_memory_estimate_against_tracemalloc():
