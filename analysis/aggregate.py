@@ -44,9 +44,12 @@ from suite.model import load_model
 
 from . import framework
 from .activations import STAGES, activation_spectra, layer_input_spectra, normalized_inputs, spectrum_ratio
-from .change import above_percentile, class_fractions, kernel_change, transitions
-from .classify import CLASSES, FEATURES, classify_features, fit_gabor, spectral_features
-from .framework import METHODS, METRICS, band_share, change_profiles, layer_gain, layer_params
+from .change import class_fractions, transitions
+from .classify import CLASSES, FEATURES, classify_features
+from .classify import kernel_features as classify_kernel_features
+from .framework import METHODS, METRICS, band_share, change_profiles_from, layer_gain, layer_params
+from .gabor import fit_gabor_batch
+from .kernel_stats import chunks, sym_dft
 from .kernels import kernel_index, kernel_spectra, layer_kernels
 from .radial import half_plane
 from .results import load_sweep_results
@@ -88,19 +91,39 @@ def find_networks(run_dir, target: str) -> list[Network]:
 
 
 def kernel_features(w: np.ndarray, n: int, fit: bool = True) -> dict[str, np.ndarray]:
-    """Features, class and (for oriented kernels) Gabor fit of kernels ``(N, k, k)``."""
-    mag = kernel_spectra(w, n, magnitude=True)
-    f = spectral_features(mag)
+    """Features, class and (for oriented kernels) Gabor fit of kernels ``(N, k, k)``; the fits run
+    as one batch (:func:`.gabor.fit_gabor_batch`)."""
+    f = classify_kernel_features(w, n)
     out = {k: v.astype(np.float32) for k, v in f.items()}
     out["cls"] = classify_features(f)
     for g in GABOR:
         out[g] = np.full(w.shape[0], np.nan, dtype=np.float32)
-    if fit:
-        for i in np.flatnonzero(out["cls"] == CLASSES.index("oriented")):
-            gf = fit_gabor(w[i], n)
-            out["gabor_k0"][i], out["gabor_orientation"][i], out["gabor_sigma"][i] = (
-                gf["k0"], gf["orientation"], gf["sigma"])
-    return out, mag
+    oriented = np.flatnonzero(out["cls"] == CLASSES.index("oriented"))
+    if fit and oriented.size:
+        gf = fit_gabor_batch(w[oriented], n)
+        out["gabor_k0"][oriented], out["gabor_orientation"][oriented], out["gabor_sigma"][oriented] = (
+            gf["k0"], gf["orientation"], gf["sigma"])
+    return out
+
+
+def layer_change(wb: np.ndarray, wt: np.ndarray, n: int, percentile: float, fit: bool = True) -> dict:
+    """One re-trained layer, kernels ``(N, k, k)`` before (``wb``) and after (``wt``): the TL kernels'
+    features, classes and fits (:func:`kernel_features`), ``dW``, ``dspec`` and step 3's change
+    profiles (:func:`.framework.change_profiles_from`), the spectra formed chunk by chunk
+    (:class:`.kernel_stats.SymDFT`), never for the whole layer."""
+    N = wt.shape[0]
+    S = sym_dft(wt.shape[-1], n)
+    d2 = np.empty((N, half_plane(n).n_shells))
+    dspec = np.empty(N)
+    for sl in chunks(N):
+        d = S.magnitudes(wt[sl])
+        d -= S.magnitudes(wb[sl])
+        d *= d
+        d2[sl], dspec[sl] = S.shell_mean(d), np.sqrt(S.full_sum(d))
+    out = kernel_features(wt, n, fit=fit)
+    out["dW"] = np.sqrt(np.sum((wt - wb) ** 2, axis=(-2, -1)))
+    out["dspec"] = dspec
+    return out | change_profiles_from(d2, dspec, percentile)
 
 
 def analyze_base(model, n: int) -> dict:
@@ -109,7 +132,7 @@ def analyze_base(model, n: int) -> dict:
 
     ws = layer_kernels(model)
     idx = kernel_index([w.shape for w in ws])
-    per = [kernel_features(w.reshape(-1, *w.shape[-2:]), n)[0] for w in ws]
+    per = [kernel_features(w.reshape(-1, *w.shape[-2:]), n) for w in ws]
     feats = {k: np.concatenate([p[k] for p in per]) for k in per[0]}
     gains = [layer_gain(w, n) for w in ws]
     return {"w": ws, "index": idx, "features": feats, "n_params": layer_params(model),
@@ -148,13 +171,9 @@ def analyze_network(path: str, mask: str, base: dict, x_target, n: int, L: float
         sel = np.flatnonzero(idx["layer"] == li + 1)
         wt = ws[li].reshape(-1, *ws[li].shape[-2:])
         wb = base["w"][li].reshape(-1, *ws[li].shape[-2:])
-        ft, mt = kernel_features(wt, n)
-        mb = kernel_spectra(wb, n, magnitude=True)
-        for k, v in ft.items():
-            res[k][sel] = v
-        dw, ds = kernel_change(wb, wt, mb, mt)
-        res["dW"][sel], res["dspec"][sel] = dw, ds
-        ch = change_profiles(mb, mt, ds, percentile)
+        ch = layer_change(wb, wt, n, percentile)
+        for k in res.keys() & (set(FEATURES) | set(GABOR) | {"cls", "dW", "dspec"}):
+            res[k][sel] = ch[k]
         res["threshold"][li], res["n_above"][li] = ch["threshold"], int(ch["above"].sum())
         res["change_top"][li], res["change_all"][li] = ch["top"], ch["all"]
     res["class_frac"] = class_fractions(res["cls"], idx["layer"], n_layers)

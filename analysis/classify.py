@@ -35,14 +35,14 @@ the rest are
 ``classify_features(f, weak=False)`` applies the strict rules alone.
 
 :func:`fit_gabor` fits ``A exp(-|x-c|²/2σ²) cos(k₀·(x-c) + φ)`` to the kernel in physical space
-(least squares from the spectral peak), returning k₀ in integer wavenumbers of the n-grid.
+(least squares from the spectral peak, :mod:`.gabor`: batched Levenberg–Marquardt), returning k₀ in
+integer wavenumbers of the n-grid.
 """
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import least_squares
-
-from .kernels import kernel_spectra
+from .gabor import fit_gabor_batch
+from .kernel_stats import chunks, sym_dft
 from .radial import half_plane
 
 CLASSES = ("low-pass", "high-pass", "band-pass", "oriented", "other")
@@ -55,26 +55,46 @@ WEAK_CONTRAST = 0.15
 
 
 def spectral_features(mag: np.ndarray) -> dict[str, np.ndarray]:
-    """The :data:`FEATURES` of kernels from ``|Ŵ|`` arrays ``(..., n, n//2+1)``; each ``(...)``."""
+    """The :data:`FEATURES` of kernels from ``|Ŵ|`` arrays ``(..., n, n//2+1)``; each ``(...)``.
+    (:func:`kernel_features` computes the same from the kernels without these arrays.)"""
     mag = np.asarray(mag, dtype=np.float64)
     n = mag.shape[-2]
     g = half_plane(n)
     lead = mag.shape[:-2]
     flat = mag.reshape(-1, n * g.m)
-    a = g.shell_mean(flat.reshape(-1, n, g.m))
+    p = flat * flat
+    out = profile_features(g.shell_mean(flat.reshape(-1, n, g.m)), p @ g.cos2, p @ g.sin2, p @ g.wdisk0, n)
+    return {k: v.reshape(lead) for k, v in out.items()}
+
+
+def kernel_features(w: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    """The :data:`FEATURES` of kernels ``w (N, k, k)`` zero-padded to ``n × n``, equal to
+    ``spectral_features(kernel_spectra(w, n, magnitude=True))`` to rounding: the shell means of
+    ``|Ŵ|`` from :class:`.kernel_stats.SymDFT` chunk by chunk, the orientation sums from the
+    kernels' autocorrelation (no spectrum of the whole batch is kept)."""
+    w = np.asarray(w, dtype=np.float64)
+    S = sym_dft(w.shape[-1], n)
+    a = np.empty((w.shape[0], half_plane(n).n_shells))
+    for sl in chunks(w.shape[0]):
+        a[sl] = S.shell_mean(S.magnitudes(w[sl]))
+    pf = S.power_functionals(w)
+    return profile_features(a, pf["c"], pf["s"], pf["p"], n)
+
+
+def profile_features(a: np.ndarray, c: np.ndarray, sn: np.ndarray, pt: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    """The :data:`FEATURES` ``(N,)`` from the shell means ``a (N, shells)`` of ``|Ŵ|`` and the
+    full-plane sums ``Σ P cos 2θ``, ``Σ P sin 2θ``, ``Σ P`` over the disk without k = 0 (``P = |Ŵ|²``)."""
     amax = a.max(axis=1, keepdims=True)
     a = a / np.where(amax > 0, amax, 1.0)
     kn = n / 2
-    s = g.k_shells
+    s = half_plane(n).k_shells
     a2 = a * a
     tot = a2.sum(axis=1)
     tot = np.where(tot > 0, tot, 1.0)
     centroid = (a2 * s).sum(axis=1) / tot
     bandwidth = np.sqrt(np.maximum((a2 * (s - centroid[:, None]) ** 2).sum(axis=1) / tot, 0.0))
-    p = flat * flat
-    c, sn, pt = p @ g.cos2, p @ g.sin2, p @ g.wdisk0
     pt = np.where(pt > 0, pt, 1.0)
-    out = {
+    return {
         "dc": a[:, 0],
         "hi": a[:, s >= HI_FROM * kn].mean(axis=1),
         "k_peak": np.argmax(a, axis=1) / kn,
@@ -85,7 +105,6 @@ def spectral_features(mag: np.ndarray) -> dict[str, np.ndarray]:
         "dip": np.minimum(a[:, 0], a[:, s >= HI_FROM * kn].mean(axis=1))
         - a[:, (s > 0) & (s < HI_FROM * kn)].min(axis=1),
     }
-    return {k: v.reshape(lead) for k, v in out.items()}
 
 
 def classify_features(f: dict[str, np.ndarray], weak: bool = True) -> np.ndarray:
@@ -113,7 +132,10 @@ def classify_features(f: dict[str, np.ndarray], weak: bool = True) -> np.ndarray
 
 def classify_kernels(w: np.ndarray, n: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Classes and features of kernels ``w (..., k, k)`` zero-padded to ``n × n``."""
-    f = spectral_features(kernel_spectra(w, n, magnitude=True))
+    w = np.asarray(w, dtype=np.float64)
+    lead = w.shape[:-2]
+    f = kernel_features(w.reshape(-1, *w.shape[-2:]), n)
+    f = {k: v.reshape(lead) for k, v in f.items()}
     return classify_features(f), f
 
 
@@ -140,37 +162,14 @@ def gabor_kernel(k: int, k0: float, orientation_deg: float, sigma: float, phase:
 
 
 def fit_gabor(w: np.ndarray, n: int) -> dict[str, float]:
-    """Least-squares 2D Gabor fit of one ``k × k`` kernel.
+    """Least-squares 2D Gabor fit of one ``k × k`` kernel (:func:`.gabor.fit_gabor_batch` fits many).
 
     Returns ``k0`` (integer wavenumbers of the n-grid), ``orientation`` (degrees in [0, 180), the
     direction of the wavevector measured from the kx axis towards ky), ``sigma`` (grid spacings),
     ``phase``, ``amp`` and ``rel_residual`` = ‖w − fit‖ / ‖w‖.
     """
-    w = np.asarray(w, dtype=np.float64)
-    k = w.shape[-1]
-    y, x = np.mgrid[0:k, 0:k].astype(float)
-    g = half_plane(n)
-    mag = kernel_spectra(w, n, magnitude=True)
-    masked = np.where(g.in_disk, mag, 0.0)
-    iy, ix = np.unravel_index(np.argmax(masked), masked.shape)
-    kx0, ky0 = 2 * np.pi * g.kx[iy, ix] / n, 2 * np.pi * g.ky[iy, ix] / n
-    scale = np.abs(w).max() or 1.0
-    c = (k - 1) / 2
-    lo = [-np.inf, -0.5, -0.5, 0.3, -np.pi, -np.pi, -np.inf]
-    hi = [np.inf, k - 0.5, k - 0.5, 2.0 * k, np.pi, np.pi, np.inf]
-    best = None
-    for phi0 in (0.0, np.pi / 2):   # the phase is unbounded: two starts cover cos and sin Gabors
-        p0 = [scale, c, c, max(k / 4, 0.6), kx0, ky0, phi0]
-        r = least_squares(lambda p: (_gabor(p, x, y) - w).ravel(), p0, bounds=(lo, hi), method="trf",
-                          max_nfev=400)
-        if best is None or r.cost < best.cost:
-            best = r
-    amp, cx, cy, sig, kx, ky, phi = best.x
-    norm = np.linalg.norm(w) or 1.0
-    return {"k0": float(np.hypot(kx, ky) * n / (2 * np.pi)),
-            "orientation": float(np.degrees(np.mod(np.arctan2(ky, kx), np.pi))),
-            "sigma": float(sig), "phase": float(phi), "amp": float(amp),
-            "rel_residual": float(np.sqrt(2 * best.cost) / norm)}
+    r = fit_gabor_batch(np.asarray(w, dtype=np.float64)[None], n)
+    return {k: float(r[k][0]) for k in ("k0", "orientation", "sigma", "phase", "amp", "rel_residual")}
 
 
 # --------------------------------------------------------------------------------------------

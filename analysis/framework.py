@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import spearmanr
 
-from .kernels import kernel_spectra
+from .kernel_stats import sym_dft
 from .radial import half_plane
 from .spectra import log_difference
 
@@ -47,8 +47,8 @@ N_BOOT = 1000
 
 def kernel_gain(w: np.ndarray, n: int) -> np.ndarray:
     """Normalized power response ``g(k)`` ``(N, n//2+1)`` of kernels ``(N, k, k)`` (peak 1; 0 for a zero kernel)."""
-    mag = kernel_spectra(np.asarray(w).reshape(-1, *np.shape(w)[-2:]), n, magnitude=True)
-    g = half_plane(n).shell_mean(mag * mag)
+    w = np.asarray(w, dtype=np.float64).reshape(-1, *np.shape(w)[-2:])
+    g = sym_dft(w.shape[-1], n).power_functionals(w)["shell_mean"]     # from the autocorrelation
     peak = g.max(axis=1, keepdims=True)
     return g / np.where(peak > 0, peak, 1.0)
 
@@ -248,8 +248,12 @@ def change_profiles(mag_base: np.ndarray, mag_tl: np.ndarray, dspec: np.ndarray,
     in k they changed), and ``all`` (k): the same over every kernel of the layer.
     """
     n = mag_base.shape[-2]
-    hp = half_plane(n)
-    d2 = hp.shell_mean((np.asarray(mag_tl) - np.asarray(mag_base)) ** 2)     # (N, k)
+    return change_profiles_from(half_plane(n).shell_mean((np.asarray(mag_tl) - np.asarray(mag_base)) ** 2),
+                                dspec, percentile)
+
+
+def change_profiles_from(d2: np.ndarray, dspec: np.ndarray, percentile: float) -> dict[str, np.ndarray]:
+    """:func:`change_profiles` from the kernels' shell means ``d2 (N, k)`` of ``(|Ŵ_TL| − |Ŵ_base|)²``."""
     thr = float(np.percentile(dspec, percentile))
     above = dspec > thr
     if not above.any():
