@@ -91,6 +91,26 @@ def test_each_system_on_its_own_dns_grid_and_the_les_grid(two_grids):
     assert r.returncode == 0 and r.stdout.count("kept") == 2, r.stdout + r.stderr
 
 
+@pytest.mark.slow
+def test_two_grids_slab_decomposed_match_the_serial_run(two_grids, tmp_path):
+    """`mpiexec -n 2` with dns.ranks_per_member = 2: each system's members slab-decomposed on its own
+    grid (32² and 64²); the same numbers as the serial stores to rounding."""
+    cfg, run, _ = two_grids
+    par_cfg = tmp_path / "slab.toml"
+    par_cfg.write_text(cfg.read_text().replace("[dns]\n", "[dns]\nranks_per_member = 2\n"))
+    par = tmp_path / "slab"
+    cmd = [str(Path(sys.executable).parent / "mpiexec"), "-n", "2", str(Path(sys.executable).parent / "turbtl"),
+           "dns", "--config", str(par_cfg), "--run-dir", str(par), "--save-dns", "--no-progress"]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    for system, n in GRIDS.items():
+        a, b = open_fdns(run / "fdns" / f"{system}.zarr"), open_fdns(par / "fdns" / f"{system}.zarr")
+        assert b.attrs["n_dns"] == n and b.omega_dns.shape[-1] == n
+        for v in ("psi", "omega", "pi", "omega_dns", "energy", "spectrum_dns"):
+            x, y = a[v].values, b[v].values
+            assert np.max(np.abs(x - y)) <= 1e-9 * np.max(np.abs(x)), (system, v)
+
+
 def _sampler(attrs) -> FDNSSampler:
     n = int(attrs["n_dns"])
     g = Grid(n, float(attrs["L"]), backend=make_backend(n, backend="numpy", threads=1))
@@ -148,6 +168,7 @@ def test_rot90_augmentation_is_four_exact_rotated_copies(two_grids):
         data.tensors("train", norm, augment="rot45")
 
 
+@pytest.mark.slow
 def test_train_augmented_then_transfer_budgets_by_layers(two_grids):
     """`turbtl train` with train.augment = rot90 trains on 4x the samples and records the snapshots
     (the fractions' base) and the samples (the oracle's budget); `turbtl transfer` with
