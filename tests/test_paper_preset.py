@@ -242,3 +242,26 @@ def test_forcing_checked_against_the_systems_own_grid(tmp_path):
     bad.write_text('extends = "ci"\n[dns]\nsystems = ["base", "kf25"]\n[systems.kf25]\nn_dns = 48\n')
     r = turbtl("config", "--config", str(bad))
     assert r.returncode == 2 and "systems.kf25.kf" in r.stderr and "systems.kf25.n_dns = 48" in r.stderr
+
+
+def test_job_budget_by_number_of_retrained_layers():
+    """The paper preset's budgets: 200 samples in batches of 16 = 13 steps per epoch; 50 epochs for
+    one layer, 100 for two or more (scratch: all 11); the oracle the base network's 100 epochs of
+    8,000 augmented samples; the small preset's equal steps for every compared run."""
+    from suite.transfer import Job, SweepSpec
+    from suite.transfer.steps import job_budget
+    meta = {"history": {"train_loss": [0.0] * 100}, "n_samples": 8000}
+    spec = SweepSpec.from_config(load_config(preset="paper"), "unused")
+    L = 11
+
+    def steps(kind, mask):
+        return job_budget(Job("high_re", 0.1, 0, kind, mask), spec, 200, 2000, meta)
+    assert steps("tl", "1" + "0" * 10) == 50 * 13 and steps("tl", "0" * 10 + "1") == 50 * 13
+    assert steps("tl", "11" + "0" * 9) == 100 * 13 and steps("tl", "101" + "0" * 8) == 100 * 13
+    assert steps("tl", "1" * L) == steps("scratch", "1" * L) == 100 * 13
+    assert steps("random", "01" + "0" * 9) == 50 * 13  # as many layers as the subset it matches
+    assert steps("oracle", "1" * L) == 100 * 500
+    small = load_config(preset="small")
+    spec = SweepSpec.from_config(small, "unused")
+    masks = ["10000", "11000", "11111"]
+    assert {job_budget(Job("t", 0.1, 0, "tl", m), spec, 7, 70, meta) for m in masks} == {small.transfer.steps}
