@@ -10,6 +10,12 @@ client writes each result into its row of a preallocated zarr store as it arrive
 bounded by one result and an interrupted analysis resumes with the networks not yet ``done``.
 Results do not depend on the number of workers (each task is deterministic, one thread).
 
+Task size: a task is a batch of kernels, those of one network's re-trained layers (the `paper`
+preset: 128 to 37,056 kernels, 6,141 tasks), never one kernel; inside it the spectra run in chunks
+of :data:`.kernel_stats.CHUNK` kernels and the Gabor fits of all its oriented kernels as one
+batched Levenberg–Marquardt (:mod:`.gabor`). ``bench/analysis_harness.py: project`` turns the
+measured per-kernel costs into task seconds and the share of time 16 workers stay busy.
+
 Stores in ``DIR/analysis/``:
 
 - ``base.zarr``       per-kernel features/class/Gabor of the base network, class fractions per
@@ -90,10 +96,12 @@ def find_networks(run_dir, target: str) -> list[Network]:
 # per-network work (runs on the workers)
 
 
-def kernel_features(w: np.ndarray, n: int, fit: bool = True) -> dict[str, np.ndarray]:
+def kernel_features(w: np.ndarray, n: int, fit: bool = True, profile: np.ndarray | None = None
+                    ) -> dict[str, np.ndarray]:
     """Features, class and (for oriented kernels) Gabor fit of kernels ``(N, k, k)``; the fits run
-    as one batch (:func:`.gabor.fit_gabor_batch`)."""
-    f = classify_kernel_features(w, n)
+    as one batch (:func:`.gabor.fit_gabor_batch`). ``profile``: the kernels' shell means of |Ŵ| when
+    the caller has them (:func:`.classify.kernel_features`)."""
+    f = classify_kernel_features(w, n, profile)
     out = {k: v.astype(np.float32) for k, v in f.items()}
     out["cls"] = classify_features(f)
     for g in GABOR:
@@ -113,17 +121,31 @@ def layer_change(wb: np.ndarray, wt: np.ndarray, n: int, percentile: float, fit:
     (:class:`.kernel_stats.SymDFT`), never for the whole layer."""
     N = wt.shape[0]
     S = sym_dft(wt.shape[-1], n)
-    d2 = np.empty((N, half_plane(n).n_shells))
+    d2, prof = np.empty((2, N, half_plane(n).n_shells))
     dspec = np.empty(N)
     for sl in chunks(N):
         d = S.magnitudes(wt[sl])
+        prof[sl] = S.shell_mean(d)
         d -= S.magnitudes(wb[sl])
         d *= d
         d2[sl], dspec[sl] = S.shell_mean(d), np.sqrt(S.full_sum(d))
-    out = kernel_features(wt, n, fit=fit)
+    out = kernel_features(wt, n, fit=fit, profile=prof)
     out["dW"] = np.sqrt(np.sum((wt - wb) ** 2, axis=(-2, -1)))
     out["dspec"] = dspec
     return out | change_profiles_from(d2, dspec, percentile)
+
+
+def _fit_oriented(res: dict, kernels: np.ndarray, ws: list[np.ndarray], idx: dict, n: int) -> None:
+    """Gabor fits of the network's ``kernels`` (flat indices) in one batch per kernel size, into ``res``."""
+    if not kernels.size:
+        return
+    w = [ws[idx["layer"][i] - 1][idx["out"][i], idx["in"][i]] for i in kernels]
+    for size in {x.shape[-1] for x in w}:
+        pick = np.array([x.shape[-1] == size for x in w])
+        gf = fit_gabor_batch(np.stack([x for x, p in zip(w, pick) if p]), n)
+        sel = kernels[pick]
+        res["gabor_k0"][sel], res["gabor_orientation"][sel], res["gabor_sigma"][sel] = (
+            gf["k0"], gf["orientation"], gf["sigma"])
 
 
 def analyze_base(model, n: int) -> dict:
@@ -165,17 +187,20 @@ def analyze_network(path: str, mask: str, base: dict, x_target, n: int, L: float
     res["n_above"] = np.zeros(n_layers, dtype=np.int64)
     res["change_top"] = np.full((n_layers, nk), np.nan)
     res["change_all"] = np.full((n_layers, nk), np.nan)
+    refit = []          # oriented kernels of the re-trained layers: fitted together, one batch per network
     for li, bit in enumerate(mask):
         if bit != "1":
             continue
         sel = np.flatnonzero(idx["layer"] == li + 1)
         wt = ws[li].reshape(-1, *ws[li].shape[-2:])
         wb = base["w"][li].reshape(-1, *ws[li].shape[-2:])
-        ch = layer_change(wb, wt, n, percentile)
+        ch = layer_change(wb, wt, n, percentile, fit=False)
         for k in res.keys() & (set(FEATURES) | set(GABOR) | {"cls", "dW", "dspec"}):
             res[k][sel] = ch[k]
         res["threshold"][li], res["n_above"][li] = ch["threshold"], int(ch["above"].sum())
         res["change_top"][li], res["change_all"][li] = ch["top"], ch["all"]
+        refit.append(sel[ch["cls"] == CLASSES.index("oriented")])
+    _fit_oriented(res, np.concatenate(refit).astype(int) if refit else np.zeros(0, int), ws, idx, n)
     res["class_frac"] = class_fractions(res["cls"], idx["layer"], n_layers)
     res["transitions"] = transitions(bf["cls"], res["cls"], idx["layer"], n_layers)
     res["act"] = activation_spectra(model, x_target, L)

@@ -67,16 +67,19 @@ def spectral_features(mag: np.ndarray) -> dict[str, np.ndarray]:
     return {k: v.reshape(lead) for k, v in out.items()}
 
 
-def kernel_features(w: np.ndarray, n: int) -> dict[str, np.ndarray]:
+def kernel_features(w: np.ndarray, n: int, profile: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The :data:`FEATURES` of kernels ``w (N, k, k)`` zero-padded to ``n × n``, equal to
     ``spectral_features(kernel_spectra(w, n, magnitude=True))`` to rounding: the shell means of
-    ``|Ŵ|`` from :class:`.kernel_stats.SymDFT` chunk by chunk, the orientation sums from the
-    kernels' autocorrelation (no spectrum of the whole batch is kept)."""
+    ``|Ŵ|`` from :class:`.kernel_stats.SymDFT` chunk by chunk (or ``profile (N, shells)``, those
+    shell means when the caller has them), the orientation sums from the kernels' autocorrelation
+    (no spectrum of the whole batch is kept)."""
     w = np.asarray(w, dtype=np.float64)
     S = sym_dft(w.shape[-1], n)
-    a = np.empty((w.shape[0], half_plane(n).n_shells))
-    for sl in chunks(w.shape[0]):
-        a[sl] = S.shell_mean(S.magnitudes(w[sl]))
+    a = profile
+    if a is None:
+        a = np.empty((w.shape[0], half_plane(n).n_shells))
+        for sl in chunks(w.shape[0]):
+            a[sl] = S.shell_mean(S.magnitudes(w[sl]))
     pf = S.power_functionals(w)
     return profile_features(a, pf["c"], pf["s"], pf["p"], n)
 

@@ -33,6 +33,7 @@ import numpy as np
 from .kernel_stats import chunks, sym_dft
 
 MAX_ITER = 200
+NYQUIST_START = 0.95
 RETRY = 0.1     # relative residual above which the two former starts run as well
 FTOL = 1e-8
 XTOL = 1e-8
@@ -124,7 +125,7 @@ def levenberg_marquardt(w: np.ndarray, p0: np.ndarray, max_iter: int = MAX_ITER,
     return p, cost, iters
 
 
-def starts(w: np.ndarray, n: int) -> np.ndarray:
+def starts(w: np.ndarray, n: int, inside: bool = True) -> np.ndarray:
     """One start per kernel ``(N, 7)``: wavevector at the spectral peak inside the disk, the kernel's
     centre, ``σ = max(k/4, 0.6)``, and the amplitude and phase that fit best for that geometry (the
     model is linear in ``A cos φ`` and ``A sin φ``: a 2 × 2 least-squares problem per kernel)."""
@@ -136,6 +137,10 @@ def starts(w: np.ndarray, n: int) -> np.ndarray:
     c = (k - 1) / 2
     p = np.stack([np.ones(N), np.full(N, c), np.full(N, c), np.full(N, max(k / 4, 0.6)),
                   2 * np.pi * kx / n, 2 * np.pi * ky / n, np.zeros(N)], axis=1)
+    # a peak on the Nyquist line starts just inside it: on integer taps the model is symmetric about
+    # |k| = π (aliasing), a saddle the fit would not leave (scipy's TRF started strictly inside too)
+    if inside:
+        p[:, 4:6] = np.clip(p[:, 4:6], -NYQUIST_START * np.pi, NYQUIST_START * np.pi)
     y, x = (a.ravel().astype(float) for a in np.mgrid[0:k, 0:k])
     bc = model(p, x, y)                                   # g cos ψ₀
     q = p.copy()
@@ -160,8 +165,8 @@ def starts(w: np.ndarray, n: int) -> np.ndarray:
 
 def guess_starts(w: np.ndarray, n: int) -> np.ndarray:
     """The former two starts per kernel ``(2, N, 7)``: the start of :func:`starts` with ``A = max |w|``
-    and ``φ = 0``, then ``φ = π/2``."""
-    p = starts(w, n)
+    and ``φ = 0``, then ``φ = π/2``, the wavevector on the peak even on the Nyquist line."""
+    p = starts(w, n, inside=False)
     scale = np.abs(w).reshape(len(w), -1).max(axis=1)
     p[:, 0] = np.where(scale > 0, scale, 1.0)
     p[:, 6] = 0.0
