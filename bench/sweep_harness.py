@@ -5,10 +5,16 @@ live in suite/transfer.py; the application's library modules hold no timing code
 
     python -m bench.sweep_harness [--layers 5 --width 16 --n 32 --samples 16 --epochs 2
         --subsets singles --per-first K --device cpu --repeats 1]
+
+:func:`measure_schedule` (``--schedule RUN --config FILE``) reads a finished sweep's per-job times
+(``wall_time_s`` of its rows) and compares how long ``workers`` workers take to run the jobs in the
+canonical order (the pool's order before :func:`suite.transfer.longest_first`) and longest first,
+with the ideal (every worker busy to the end: total / workers).
 """
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import math
 import time
@@ -16,11 +22,13 @@ import time
 import numpy as np
 import torch
 
+from suite.config import load_config
 from suite.dataset import SplitTensors
 from suite.masks import first_trainable, select
 from suite.model import ClosureCNN
 from suite.train import TrainSettings, fit
-from suite.transfer import Suffix, local_env, prefix_activations, with_inputs
+from suite.transfer import (Context, Job, SweepSpec, Suffix, load_results, local_env, longest_first, plan,
+                            prefix_activations, with_inputs)
 
 
 def layer_flops(model: ClosureCNN, n: int) -> list[float]:
@@ -139,6 +147,40 @@ def measure_sharing(layers: int = 5, width: int = 16, kernel: int = 5, n: int = 
             "ratio_over_floor": ratio / fl["floor"], "device": str(device), "threads": torch.get_num_threads()}
 
 
+def makespan(durations, workers: int) -> float:
+    """Time until the last of ``durations`` finishes when ``workers`` workers take them in the given
+    order, each job going to the first free worker (a process pool's list scheduling)."""
+    free = [0.0] * max(1, workers)
+    for d in durations:
+        heapq.heappush(free, heapq.heappop(free) + float(d))
+    return max(free)
+
+
+def measure_schedule(run_dir, cfg, workers: int = 2) -> dict:
+    """The pool's finishing time for a finished sweep's jobs (their ``wall_time_s``), in the canonical
+    order of :func:`suite.transfer.plan` and in :func:`suite.transfer.longest_first` order, against
+    ``total / workers``; ``cfg``: the sweep's configuration (a :class:`suite.config.Config`)."""
+    t = cfg.transfer
+    df = load_results(run_dir)
+    wall = {(r.target, float(r.fraction), int(r.seed), r.kind, r.mask): r.wall_time_s for r in df.itertuples()}
+    ctx = Context(SweepSpec.from_config(cfg, run_dir))
+    layers = ctx.base_model.n_layers
+    randoms = select(t.random_control, layers) if t.random_control.strip() else []
+    jobs = [j for j in plan(t.targets, select(t.subsets, layers), t.fractions, t.seeds, references=t.references,
+                            oracle=t.oracle, random_masks=randoms)
+            if (j.target, j.fraction, j.seed, j.kind, j.mask) in wall]
+
+    def key(j: Job):
+        return j.target, j.fraction, j.seed, j.kind, j.mask
+
+    total = sum(wall[key(j)] for j in jobs)
+    canonical = makespan([wall[key(j)] for j in jobs], workers)
+    longest = makespan([wall[key(j)] for j in longest_first(ctx, jobs)], workers)
+    return {"jobs": len(jobs), "workers": workers, "total_s": total, "ideal_s": total / workers,
+            "canonical_s": canonical, "longest_first_s": longest,
+            "canonical_over_ideal": canonical / (total / workers), "longest_first_over_ideal": longest / (total / workers)}
+
+
 def main(argv=None) -> None:
     """Print the sharing figures of this machine (one JSON line)."""
     ap = argparse.ArgumentParser(description=measure_sharing.__doc__)
@@ -151,7 +193,16 @@ def main(argv=None) -> None:
     ap.add_argument("--per-first", type=int, default=None)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--schedule", metavar="RUN", default=None,
+                    help="instead: the pool's finishing time for the finished sweep in RUN (measure_schedule)")
+    ap.add_argument("--config", default=None, help="with --schedule: the sweep's TOML configuration")
+    ap.add_argument("--preset", default=None, help="with --schedule: the sweep's preset")
+    ap.add_argument("--workers", type=int, default=2, help="with --schedule: workers")
     a = ap.parse_args(argv)
+    if a.schedule:
+        cfg = load_config(preset=a.preset, config_file=a.config)
+        print(json.dumps(measure_schedule(a.schedule, cfg, a.workers)))
+        return
     print(json.dumps(measure_sharing(a.layers, a.width, 5, a.n, a.samples, 16, a.epochs, a.subsets, a.per_first,
                                      a.device, repeats=a.repeats)))
 

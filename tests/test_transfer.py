@@ -243,3 +243,49 @@ def test_floor_counts_layer_work():
     assert work_units("001", [1.0] * 3, shared=False) == 3 + 0 + 1
     assert work_units("001", [1.0] * 3, shared=True) == 1 + 0 + 1
     assert work_units("101", [1.0] * 3, shared=True) == 3 + 2 + 2
+
+
+def test_worker_caches_give_a_fresh_worker_s_rows_and_tensors(run):
+    # a worker reads each split once and cuts the samples from it: the same tensors as reading the
+    # sample alone, and a job run after others (warm caches) gives the row of a fresh worker
+    spec = T.SweepSpec(run_dir=str(run), epochs=3, batch_size=8, lr=1e-3, steps=4, eval_every=2, device="cpu")
+    warm = T.Context(spec)
+    data = T.FDNSData(run / "fdns" / "high_re.zarr")
+    for fraction, seed in ((0.5, 0), (0.5, 1), (None, 0)):
+        got = warm.tensors("high_re", "train", fraction, seed)
+        count = None if fraction is None else warm.sample_count(fraction)
+        want = data.tensors("train", warm.norm, seed=seed, count=count)
+        assert torch.equal(got.x, want.x) and torch.equal(got.y, want.y)
+        assert np.array_equal(got.index, want.index) and got.x.is_contiguous() == want.x.is_contiguous()
+    jobs = [T.Job("high_re", 0.5, 0, "tl", m) for m in ("100", "010", "001", "011")]
+    jobs += [T.Job("high_re", 0.5, 1, "random", "010"), T.Job("high_re", 1.0, 0, "oracle", "111")]
+    for job in jobs:
+        warm.run(job)
+    for job in jobs[1:]:
+        a, net_a, _ = warm.run(job)
+        b, net_b, _ = T.Context(spec).run(job)
+        assert {k: v for k, v in a.items() if k not in VOLATILE} == {k: v for k, v in b.items() if k not in VOLATILE}
+        assert_same_weights({"n": net_a.state_dict()}, {"n": net_b.state_dict()})
+    # every val/test prefix of the target stays cached (bounded by bytes, not by a count)
+    assert warm.eval_cache.computed == 4 and len(warm.eval_cache.items) == 4
+
+
+def test_pool_takes_the_longest_jobs_first_and_prefix_cache_bounds_bytes(run):
+    spec = T.SweepSpec(run_dir=str(run), epochs=3, batch_size=8, lr=1e-3, steps=4, device="cpu")
+    ctx = T.Context(spec)
+    jobs = T.plan(["high_re"], select("all", 3), [0.5], [0], oracle=True, random_masks=["010"])
+    order = T.longest_first(ctx, jobs)
+    assert sorted(order, key=jobs.index) == jobs
+    costs = [ctx.cost(j) for j in order]
+    assert costs == sorted(costs, reverse=True) and order[-1].kind == "base" and costs[-1] == 0
+    # every layer trained (ci: 4 steps of a full batch each): the costliest; a deeper start is cheaper
+    full_jobs = [j for j in jobs if j.kind in ("oracle", "scratch", "random") or j.mask == "111"]
+    assert {ctx.cost(j) for j in full_jobs} == {costs[0]} and order[:len(full_jobs)] == full_jobs
+    assert ctx.cost(T.Job("high_re", 0.5, 0, "tl", "001")) < ctx.cost(T.Job("high_re", 0.5, 0, "tl", "010")) < costs[0]
+    cache = T.PrefixCache(None, max_bytes=3 * 4 * 10)
+    for k in range(5):
+        cache.get(k, lambda: torch.zeros(10))
+    assert list(cache.items) == [2, 3, 4] and cache.nbytes == 120
+    big = T.PrefixCache(None, max_bytes=1)
+    big.get("a", lambda: torch.zeros(10))  # the newest entry stays even over the bound
+    assert list(big.items) == ["a"]

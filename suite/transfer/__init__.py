@@ -31,15 +31,23 @@ target, fraction, seed and first trainable layer) and training runs the rest of 
 (:class:`Suffix`); autograd stops at the first trainable layer because nothing below it needs a
 gradient. The cache is computed in fixed chunks of :data:`PREFIX_BATCH` samples, so a subset gets
 the same weights alone, in a slice or in a pool. Validation and test activations are cached the same
-way when they fit :data:`EVAL_CACHE_BYTES` (per target and first layer).
+way (per target, split and first layer; every one kept while together they fit
+:data:`EVAL_CACHE_BYTES`, so the test prefix is computed once per worker, not once per job).
+
+Workers. :func:`run_sweep` runs the jobs in this process and, for ``workers`` > 1, in
+``workers - 1`` spawned processes; each worker keeps one :class:`Context` for the whole call, which
+reads each target's splits from the store once (a training sample is cut from the split read once:
+the same rows, bit for bit, as reading the sample alone). The pool takes the jobs longest first
+(:func:`longest_first`, by :meth:`Context.cost`), so the workers finish together; a job's row and
+weights do not depend on the worker, the order or what the worker ran before (at equal torch threads).
 
 Layout (CONTRACTS.md "Models", "Sweep results"; the paths: :mod:`suite.layout`):
 - model folders ``DIR/models/tl/<target>/f<fraction>_s<seed>/<mask>/`` (scratch: ``.../scratch/``);
 - one row file per finished job ``DIR/sweep/<target>/rows/f<fraction>_s<seed>/<kind>-<mask>.json``,
   written atomically after the model folder; a job is finished iff its row file exists, so a killed
   sweep loses only the jobs in flight, and slices of a SLURM array never write the same file;
-- ``DIR/sweep/<target>/results.csv``, rebuilt from the row files (under a lock) at the end of every
-  sweep or slice; :func:`load_results` reads it.
+- ``DIR/sweep/<target>/results.csv``, rebuilt from the row files (under a lock) once at the end of
+  every sweep or slice (not per job); :func:`load_results` reads it.
 
     >>> jobs = plan(["high_re"], select("singles", 11), [0.1], [0])      # 11 tl + 2 references
     >>> run_sweep(spec, jobs, workers=2)                                 # doctest: +SKIP
@@ -56,9 +64,10 @@ from ..dataset import FDNSData  # noqa: F401 - re-exported: tests read a target'
 from .jobs import Job, is_done, model_dir, parse_slice, plan, row_path, slice_jobs
 from .prefix import PREFIX_BATCH, PrefixCache, Suffix, prefix_activations, with_inputs
 from .results import COLUMNS, KINDS, collect_rows, load_results, sort_table, summary, write_results
-from .worker import EVAL_CACHE_BYTES, Context, SweepSpec, base_train_size, cpu_count, local_env, run_sweep
+from .worker import (EVAL_CACHE_BYTES, Context, SweepSpec, base_train_size, cpu_count, local_env, longest_first,
+                     run_sweep, take_rows)
 
 __all__ = ["COLUMNS", "Context", "EVAL_CACHE_BYTES", "Job", "KINDS", "PREFIX_BATCH", "PrefixCache", "Suffix",
            "SweepSpec", "base_train_size", "collect_rows", "cpu_count", "is_done", "load_results", "local_env",
-           "model_dir", "parse_slice", "plan", "prefix_activations", "row_path", "run_sweep", "slice_jobs",
-           "sort_table", "summary", "with_inputs", "write_results"]
+           "longest_first", "model_dir", "parse_slice", "plan", "prefix_activations", "row_path", "run_sweep",
+           "slice_jobs", "sort_table", "summary", "take_rows", "with_inputs", "write_results"]

@@ -49,12 +49,26 @@ def prefix_activations(model: ClosureCNN, x: torch.Tensor, stop: int, device="cp
 
 
 class PrefixCache:
-    """Prefix activations by key, least recently used dropped beyond ``capacity`` entries."""
+    """Prefix activations by key, least recently used dropped beyond ``capacity`` entries (None: no
+    limit) or beyond ``max_bytes`` bytes of tensors in all (None: no limit; the newest entry always
+    stays)."""
 
-    def __init__(self, capacity: int = 2):
+    def __init__(self, capacity: int | None = 2, max_bytes: int | None = None):
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self.items: OrderedDict = OrderedDict()
         self.computed = 0
+
+    @property
+    def nbytes(self) -> int:
+        return sum(v.numel() * v.element_size() for v in self.items.values())
+
+    def _over(self) -> bool:
+        if len(self.items) <= 1:
+            return False
+        if self.capacity is not None and len(self.items) > self.capacity:
+            return True
+        return self.max_bytes is not None and self.nbytes > self.max_bytes
 
     def get(self, key, compute):
         if key in self.items:
@@ -63,7 +77,7 @@ class PrefixCache:
         value = compute()
         self.computed += 1
         self.items[key] = value
-        while len(self.items) > self.capacity:
+        while self._over():
             self.items.popitem(last=False)
         return value
 

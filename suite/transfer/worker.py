@@ -5,9 +5,10 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -15,7 +16,7 @@ from .. import layout
 from ..dataset import FDNSData, SplitTensors
 from ..ddp import DistEnv
 from ..errors import DataError
-from ..masks import full, n_trained, random_elements
+from ..masks import first_trainable, full, n_trained, random_elements
 from ..metrics import cc, evaluate
 from ..model import ClosureCNN, load_model, save_model
 from ..provenance import provenance
@@ -66,9 +67,10 @@ class Context:
         self.base_model, self.norm, self.base_meta = base or load_model(layout.base_model_dir(run_dir))
         self.n_base = base_train_size(self.base_meta, run_dir)
         self._data: dict = {}
-        self._tensors: dict = {}
+        self._splits: dict = {}
+        self._samples: dict = {}
         self.train_cache = PrefixCache(2)
-        self.eval_cache = PrefixCache(4)
+        self.eval_cache = PrefixCache(None, max_bytes=EVAL_CACHE_BYTES)
 
     # -- data ----------------------------------------------------------------------------------
     def data(self, target: str) -> FDNSData:
@@ -79,19 +81,34 @@ class Context:
     def sample_count(self, fraction: float) -> int:
         return max(1, int(round(fraction * self.n_base)))
 
+    def split(self, target: str, split: str) -> SplitTensors | None:
+        """Every complete snapshot of a split, normalized (base units); read from the store once per
+        worker (None: a val/test split without members)."""
+        key = (target, split)
+        if key not in self._splits:
+            d = self.data(target)
+            self._splits[key] = d.tensors(split, self.norm) if split == "train" or len(d.members(split)) else None
+        return self._splits[key]
+
     def tensors(self, target: str, split: str, fraction: float | None = None, seed: int = 0) -> SplitTensors | None:
         """Normalized (base units) tensors: the small training sample (``fraction`` None: every
-        training snapshot of the target, the oracle's data), or the full val/test split."""
-        key = (target, split, fraction, seed)
-        if key not in self._tensors:
-            d = self.data(target)
-            if split == "train":
-                count = None if fraction is None else self.sample_count(fraction)
-                t = d.tensors("train", self.norm, seed=seed, count=count)
+        training snapshot of the target, the oracle's data), or the full val/test split.
+
+        A sample is the rows of :meth:`split` at the snapshots
+        ``FDNSData.snapshots("train", seed=seed, count=sample_count(fraction))`` picks, in that
+        order: normalization is elementwise, so the rows equal those of reading the sample alone,
+        bit for bit, and the store is read once per target, not once per fraction and seed."""
+        if split != "train":
+            return self.split(target, split)
+        key = (target, fraction, seed)
+        if key not in self._samples:
+            full = self.split(target, "train")
+            if fraction is None:
+                self._samples[key] = full
             else:
-                t = d.tensors(split, self.norm) if len(d.members(split)) else None
-            self._tensors[key] = t
-        return self._tensors[key]
+                pairs = self.data(target).snapshots("train", seed=seed, count=self.sample_count(fraction))
+                self._samples[key] = take_rows(full, pairs)
+        return self._samples[key]
 
     # -- prefix ----------------------------------------------------------------------------------
     def train_input(self, job: Job, start: int) -> SplitTensors:
@@ -127,6 +144,22 @@ class Context:
     def budget(self, job: Job) -> int:
         """Optimizer steps of the job (:func:`suite.transfer.steps.job_budget`)."""
         return job_budget(job, self.spec, self.sample_count(job.fraction), self.n_base, self.base_meta)
+
+    def cost(self, job: Job) -> float:
+        """Estimated work of a job, to order a pool's queue (:func:`longest_first`): optimizer steps
+        x samples per step x layer work per sample (forward from the first layer run, input gradients
+        above the first trainable layer, weight gradients of the trainable ones; k² c_in c_out per
+        layer); 0 for ``base``. Early stopping is not foreseen."""
+        if job.kind == "base":
+            return 0.0
+        L = self.base_model.n_layers
+        mask = job.mask if job.kind == "tl" else full(L)
+        flops = [c.weight.numel() for c in self.base_model.convs]
+        first = first_trainable(mask) - 1
+        start = first if (job.kind == "tl" and self.spec.share_prefix) else 0
+        work = sum(flops[start:]) + sum(flops[first + 1:]) + sum(f for f, c in zip(flops, mask) if c == "1")
+        n = self.n_base if job.kind == "oracle" else self.sample_count(job.fraction)
+        return float(self.budget(job) * min(n, self.spec.batch_size) * work)
 
     def _grad_masks(self, net: ClosureCNN, job: Job) -> tuple[dict, int]:
         """The random control's element masks (as many elements as ``job.mask`` re-trains)."""
@@ -206,6 +239,14 @@ def local_env(device: torch.device) -> DistEnv:
     return DistEnv(0, 1, 0, device, None, "none")
 
 
+def take_rows(data: SplitTensors, pairs) -> SplitTensors:
+    """The rows of ``data`` at the (member, time) positions ``pairs`` (each one of ``data.index``),
+    in the order of ``pairs``."""
+    where = {(int(m), int(t)): i for i, (m, t) in enumerate(data.index)}
+    rows = torch.tensor([where[(int(m), int(t))] for m, t in pairs], dtype=torch.long)
+    return SplitTensors(data.x[rows], data.y[rows], data.norm, np.asarray(pairs), data.L, data.delta)
+
+
 def _mse(module, data: SplitTensors, batch: int, device) -> float:
     sse, count = mse_sum(module, data, batch, torch.device(device))
     return sse / count
@@ -227,10 +268,10 @@ def base_train_size(meta: dict, run_dir) -> int:
 _CTX: Context | None = None
 
 
-def _init_worker(spec: SweepSpec, threads: int) -> None:
+def _init_worker(spec: SweepSpec, threads: int, base: tuple | None = None) -> None:
     global _CTX
     torch.set_num_threads(max(1, threads))
-    _CTX = Context(spec)
+    _CTX = Context(spec, base=base)
 
 
 def _work(job: Job) -> dict:
@@ -244,13 +285,48 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def run_sweep(spec: SweepSpec, jobs: list[Job], workers: int = 1, progress: bool = True,
-              on_row=None) -> list[dict]:
-    """Run every job not yet finished, on ``workers`` local processes (1: in this process).
+def longest_first(ctx: Context, jobs: list[Job]) -> list[Job]:
+    """``jobs`` by :meth:`Context.cost`, largest first (ties in the given order): the order a pool
+    takes them in, so that the last jobs to start are short and the workers finish together."""
+    return sorted(jobs, key=lambda j: -ctx.cost(j))
 
-    Torch threads per worker: cores // workers. Returns the rows finished by this call, in
-    completion order. Rebuilds ``results.csv`` of every target touched, at the end.
+
+def _run_pool(spec: SweepSpec, todo: list[Job], workers: int, threads: int, finished, base) -> None:
+    """``workers`` workers: this process (a thread of it) and ``workers - 1`` spawned processes.
+    Each takes the next job of :func:`longest_first` when it is free."""
+    queue = iter(longest_first(_CTX, todo))
+    pending: dict = {}
+
+    def feed(executor):
+        job = next(queue, None)
+        if job is not None:
+            pending[executor.submit(_work, job)] = executor
+
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers - 1, mp_context=ctx, initializer=_init_worker,
+                             initargs=(spec, threads, base)) as pool, ThreadPoolExecutor(1) as here:
+        for executor in [here] + [pool] * (workers - 1):
+            feed(executor)
+        while pending:
+            fin, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for f in fin:
+                executor = pending.pop(f)
+                finished(f.result())
+                feed(executor)
+
+
+def run_sweep(spec: SweepSpec, jobs: list[Job], workers: int = 1, progress: bool = True,
+              on_row=None, base: tuple | None = None) -> list[dict]:
+    """Run every job not yet finished, on ``workers`` local workers (1: in this process).
+
+    Workers: this process and ``workers - 1`` spawned processes (:func:`_run_pool`); each keeps
+    its :class:`Context` (data, prefix caches) for the whole call. Torch threads per worker:
+    cores // workers (this process's own setting is restored at the end). ``base``: the base
+    network as :func:`suite.model.load_model` returned it (None: read it). Rows do not depend on
+    the worker, the order or the number of workers at equal threads. Returns the rows finished by
+    this call, in completion order. Rebuilds ``results.csv`` of every target touched, at the end.
     """
+    global _CTX
     todo = [j for j in jobs if not is_done(spec.run_dir, j)]
     threads = max(1, cpu_count() // max(1, workers))
     bar = None
@@ -271,25 +347,18 @@ def run_sweep(spec: SweepSpec, jobs: list[Job], workers: int = 1, progress: bool
         if on_row is not None:
             on_row(row)
 
+    prev = torch.get_num_threads()
     try:
+        if todo:
+            _init_worker(spec, threads, base)
         if workers <= 1 or len(todo) <= 1:
-            prev = torch.get_num_threads()
-            _init_worker(spec, threads)
-            try:
-                for job in todo:
-                    finished(_work(job))
-            finally:
-                torch.set_num_threads(prev)
-        else:
-            ctx = mp.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                     initargs=(spec, threads)) as pool:
-                pending = {pool.submit(_work, j) for j in todo}
-                while pending:
-                    fin, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for f in fin:
-                        finished(f.result())
+            for job in todo:
+                finished(_work(job))
+        elif todo:
+            _run_pool(spec, todo, workers, threads, finished, base)
     finally:
+        _CTX = None
+        torch.set_num_threads(prev)
         if bar is not None:
             bar.close()
         for t in sorted({j.target for j in jobs}):

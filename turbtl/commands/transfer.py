@@ -113,7 +113,7 @@ def run(args) -> int:
               f"{t.workers} worker(s), prefix sharing {'on' if t.share_prefix else 'off'}, device {device}",
               flush=True)
         t0 = time.perf_counter()
-        T.run_sweep(spec, jobs, workers=t.workers, progress=not args.quiet)
+        T.run_sweep(spec, jobs, workers=t.workers, progress=not args.quiet, base=base)
         wall = time.perf_counter() - t0
         df = T.load_results(run_dir)
         df = df[df.target.isin(t.targets)]
