@@ -1,9 +1,12 @@
 """turbtl.analysis — Fourier analysis of learned kernels, activations and data; Dask aggregation.
 
 Modules: :mod:`.radial` (wavenumber shells/angles), :mod:`.kernels` (batched |Ŵ|),
-:mod:`.classify` (objective filter classes, Gabor fit), :mod:`.change` (change through TL),
-:mod:`.activations`, :mod:`.spectra` (data), :mod:`.framework` (layer recommendation),
-:mod:`.aggregate` (dask.distributed over the sweep), :mod:`.plots` (figures).
+:mod:`.kernel_stats` (per-kernel spectral statistics without n² spectra: symmetric half-size DFT,
+autocorrelation), :mod:`.classify` (objective filter classes, Gabor fit), :mod:`.gabor` (batched
+Levenberg–Marquardt Gabor fits), :mod:`.change` (change through TL), :mod:`.activations`,
+:mod:`.spectra` (data), :mod:`.framework` (layer recommendation), :mod:`.aggregate`
+(dask.distributed over the sweep), :mod:`.plots` and :mod:`.framework_report` (figures; shared
+helpers in :mod:`.figures`).
 
 The report calls :func:`summary`.
 """

@@ -213,3 +213,89 @@ def project(counts: dict, costs: dict, oriented_fraction: float, which: str = "m
     out |= {"task_seconds_mean": float(tasks.mean()), "task_seconds_max": float(tasks.max()),
             "tasks": int(tasks.size), "busy_share": float(tasks.sum() / (w * load.max())), "workers": w}
     return out
+
+
+def activation_seconds(preset: str = "paper", repeat: int = 2) -> float:
+    """CPU seconds of one network's activation spectra (``analysis.activations.activation_spectra``
+    on ``analyze.activation_samples`` inputs of the LES grid; random weights and inputs, one thread):
+    the per-network part of the analysis that is not per kernel (unchanged by issue 21)."""
+    import torch   # imports torch: only this measurement needs it
+
+    from analysis.activations import activation_spectra
+    from suite.model import model_from_config
+
+    cfg = load_config(preset)
+    torch.set_num_threads(1)
+    model = model_from_config(cfg).eval()
+    n = cfg.grid.n_les
+    x = torch.randn(cfg.analyze.activation_samples, 2, n, n)
+    return min(_cpu(lambda: activation_spectra(model, x)) for _ in range(repeat))
+
+
+def run_oriented_kernels(run_dir, n: int) -> tuple[np.ndarray, int]:
+    """The distinct oriented kernels (of the most common size) of every network of a run folder
+    (base and TL), classified on the LES grid ``n``; and ``n``."""
+    import glob
+
+    from analysis.classify import classify_kernels
+    from analysis.kernels import layer_kernels
+    from suite import layout
+    from suite.model import load_model
+
+    paths = [str(layout.base_model_dir(run_dir))] + sorted(glob.glob(f"{run_dir}/models/tl/*/*/*"))
+    by_size = {}
+    for p in paths:
+        for w in layer_kernels(load_model(p)[0]):
+            by_size.setdefault(w.shape[-1], []).append(w.reshape(-1, *w.shape[-2:]))
+    k, ws = max(by_size.items(), key=lambda kv: sum(len(x) for x in kv[1]))
+    w = np.concatenate(ws)
+    cls, _ = classify_kernels(w, n)
+    return np.unique(w[cls == CLASSES.index("oriented")].round(12), axis=0), n
+
+
+def measure_run_fits(run_dir, n: int, n_fit_old: int = 16, repeat: int = 3) -> dict:
+    """Gabor fits of a run's learned oriented kernels: CPU µs per fit, old (first ``n_fit_old``) and new
+    (all, one batch), ``{"min", "median", "max"}`` over ``repeat`` rounds, and :func:`compare_fits` on all."""
+    w, n = run_oriented_kernels(run_dir, n)
+    old_all = [fit_gabor_trf(x, n) for x in w]
+    t_old, t_new = [], []
+    for r in range(repeat):
+        sub = w[(r * n_fit_old) % len(w):][:n_fit_old]
+        t_old.append(_cpu(lambda: [fit_gabor_trf(x, n) for x in sub]) / len(sub))
+        t_new.append(_cpu(lambda: fit_gabor_batch(w, n)) / len(w))
+    return {"kernels": int(len(w)), "k": int(w.shape[-1]), "n": n, "fit_old": _spread(np.asarray(t_old) * 1e6),
+            "fit_new": _spread(np.asarray(t_new) * 1e6), "compare": compare_fits(w, old_all, fit_gabor_batch(w, n))}
+
+
+def main(argv=None) -> None:
+    """``python -m bench.analysis_harness [--repeat R]``: per-kernel costs old vs new (median and spread),
+    the floors, the fit comparison, the `paper` counts and projections, as JSON on stdout."""
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--kernels", type=int, default=1024)
+    ap.add_argument("--fits-old", type=int, default=16)
+    ap.add_argument("--preset", default="paper")
+    ap.add_argument("--run-dir", default=None, help="also time the Gabor fits of this run's learned oriented kernels")
+    ap.add_argument("--run-n", type=int, default=32, help="LES grid n of --run-dir")
+    a = ap.parse_args(argv)
+    counts = paper_counts(a.preset)       # the costs are measured at the preset's kernel size and grid
+    costs = measure_kernel_costs(k=counts["k"], n=counts["n"], n_kernels=a.kernels, n_fit_old=a.fits_old,
+                                 n_fit_new=1024, repeat=a.repeat)
+    act = activation_seconds(a.preset)
+    out = {"costs": costs, "counts": {k: v for k, v in counts.items() if k != "kernels_per_network"},
+           "projection": {f: project(counts, costs, f) for f in (0.3, 1.0)},
+           "activation_seconds_per_network": act,
+           "activation_core_hours": act * counts["networks"] / 3600}
+    if a.run_dir:
+        rf = measure_run_fits(a.run_dir, a.run_n)
+        real = costs | {"fit_new": rf["fit_new"], "fit_old": rf["fit_old"]}
+        out["run_fits"] = rf
+        out["projection_run_fit_costs"] = {f: project(counts, real, f) for f in (0.3, 1.0)}
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
