@@ -271,7 +271,7 @@ def test_worker_caches_give_a_fresh_worker_s_rows_and_tensors(run):
 
 
 def test_pool_takes_the_longest_jobs_first_and_prefix_cache_bounds_bytes(run):
-    spec = T.SweepSpec(run_dir=str(run), epochs=3, batch_size=8, lr=1e-3, steps=4, device="cpu")
+    spec = T.SweepSpec(run_dir=str(run), epochs=3, batch_size=8, lr=1e-3, steps=4, oracle_steps=4, device="cpu")
     ctx = T.Context(spec)
     jobs = T.plan(["high_re"], select("all", 3), [0.5], [0], oracle=True, random_masks=["010"])
     order = T.longest_first(ctx, jobs)
