@@ -20,18 +20,27 @@ import numpy as np
 
 from .errors import ParameterError
 
-from .grid import Grid
+from .grid import DEALIAS_RULES, Grid
 
 FORCINGS = ("cos-xy", "kolmogorov-y", "none", "stochastic")
 
 
-def _check_kf(grid: Grid, kf: float, kind: str) -> None:
+def resolved_kmax(grid: Grid, dealias: str = "2/3") -> float:
+    """The largest wavenumber (physical units) an equation with dealiasing rule ``dealias`` keeps
+    on ``grid``: (n−1)//3 for the 2/3 rule, n/2 − 1 (every mode below Nyquist) for 3/2 padding
+    or none."""
+    if dealias not in DEALIAS_RULES:
+        raise ParameterError(f"dealias = {dealias!r}: must be one of {', '.join(DEALIAS_RULES)}", name="dealias")
+    return (grid.kmax_dealias if dealias == "2/3" else grid.n // 2 - 1) * grid.kscale
+
+
+def _check_kf(grid: Grid, kf: float, kind: str, dealias: str = "2/3") -> None:
     if not (isinstance(kf, (int, float)) and math.isfinite(kf) and kf > 0):
         raise ParameterError(f"kf = {kf!r}: forcing {kind!r} needs kf > 0", name="kf")
-    kmax = grid.kmax_dealias * grid.kscale
+    kmax = resolved_kmax(grid, dealias)
     if kf > kmax + 1e-12:
         raise ParameterError(f"kf = {kf}: beyond the resolved range (must be <= {kmax:g} for n = {grid.n}, "
-                          f"L = {grid.L:g})", name="kf")
+                          f"L = {grid.L:g}, dealias {dealias})", name="kf")
 
 
 class SteadyForcing:
@@ -142,16 +151,18 @@ class StochasticForcing:
 
 
 def make_forcing(grid: Grid, kind: str, kf: float = 4.0, eps: float = 0.0, seed: int = 0,
-                 width: float = 1.0, members: int | None = None, member_offset: int = 0):
+                 width: float = 1.0, members: int | None = None, member_offset: int = 0, dealias: str = "2/3"):
     """The forcing of ``kind`` (cos-xy | kolmogorov-y | none | stochastic) on ``grid``.
 
     Returns None for ``none``; ``eps``, ``seed``, ``width``, ``members`` and ``member_offset``
-    concern the stochastic forcing only."""
+    concern the stochastic forcing only. ``kf`` must lie in the range the equation's dealiasing
+    rule ``dealias`` keeps (:func:`resolved_kmax`; an LES with the exact Jacobian keeps every mode
+    below Nyquist)."""
     if kind not in FORCINGS:
         raise ParameterError(f"forcing = {kind!r}: must be one of {', '.join(FORCINGS)}", name="forcing")
     if kind == "none":
         return None
-    _check_kf(grid, kf, kind)
+    _check_kf(grid, kf, kind, dealias)
     if kind == "stochastic":
         return StochasticForcing(grid, kf, eps, seed=seed, width=width, members=members,
                                  member_offset=member_offset)

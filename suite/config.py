@@ -517,11 +517,17 @@ def _cross_checks(sections: dict, systems: dict[str, System]) -> None:
         if t not in systems:
             raise ConfigError(f"transfer.targets contains {t!r}: accepted are {', '.join(sorted(systems))}",
                               field="transfer.targets")
+    les_kmax = g["n_les"] // 2 - 1  # the LES keeps every mode below Nyquist (exact Jacobian)
     for s in sections["les"]["systems"]:
         if s not in systems:
             raise ConfigError(f"les.systems contains {s!r}: accepted are {', '.join(sorted(systems))}",
                               field="les.systems")
     _grid_checks(g, d, systems)
+    for s in sections["les"]["systems"]:
+        if systems[s].forcing != "none" and systems[s].kf * (2 * math.pi) / g["L"] > les_kmax:
+            raise ConfigError(f"les.systems contains {s!r}, forced at kf = {systems[s].kf}: beyond the LES grid's "
+                              f"resolved range (must be <= {les_kmax} for grid.n_les = {g['n_les']})",
+                              field="les.systems")
     if d["sample_interval"] < d["dt"]:
         raise ConfigError(f"dns.sample_interval = {d['sample_interval']}: must be >= dns.dt = {d['dt']}",
                           field="dns.sample_interval")

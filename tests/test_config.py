@@ -48,6 +48,7 @@ def write(tmp_path, text):
     ('extends = "ci"\n[transfer]\nepochs_by_layers = [1, 2, 3, 4]', "transfer.epochs_by_layers",
      "model.layers = 3"),
     ('extends = "ci"\n[transfer]\nepochs_by_layers = [1.5]', "transfer.epochs_by_layers entry", "integer"),
+    ('extends = "small"\n[grid]\nn_les = 16', "les.systems", "must be <= 7 for grid.n_les = 16"),
 ])
 def test_bad_values_name_the_field(tmp_path, text, field, words):
     with pytest.raises(ConfigError) as e:

@@ -79,6 +79,25 @@ def test_les_forcing_is_filtered():
     assert ratio == pytest.approx(math.exp(-16 * s.delta ** 2 / 24), rel=1e-12)
 
 
+
+def test_les_forcing_above_the_two_thirds_range_is_kept():
+    """The LES keeps every mode below Nyquist, so a forcing at k_f = 12 on a 32² LES grid (above
+    the 2/3 rule's 10, below Nyquist's 16) is accepted and acts at k_f with the filter's gain; the
+    solver's 2/3 check still refuses it for a 2/3-dealiased equation and at Nyquist."""
+    from solver import Grid, make_forcing
+    from solver.errors import ParameterError
+    s = setup(n=32, kf=12.0, filter="gaussian")
+    grid, eq, _, _ = build_les(s, backend(32))
+    f = np.abs(eq.forcing_hat)
+    kx, ky = np.broadcast_arrays(np.abs(grid.host.kxi), np.abs(grid.host.kyi))
+    on = f > 1e-12 * f.max()
+    assert on.any() and set(zip(kx[on], ky[on])) == {(12, 0), (0, 12)}
+    with pytest.raises(ParameterError, match="kf = 12.0: beyond the resolved range"):
+        make_forcing(Grid(32, L, backend=backend(32)), "cos-xy", kf=12.0)
+    with pytest.raises(ParameterError, match="dealias 3/2"):
+        make_forcing(Grid(32, L, backend=backend(32)), "cos-xy", kf=16.0, dealias="3/2")
+
+
 # --------------------------------------------------------------------------------------------
 # Smagorinsky: the energy and enstrophy it removes
 

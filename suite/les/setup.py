@@ -10,7 +10,7 @@ import numpy as np
 from solver import Grid, Parameters, make_forcing, make_stepper
 from solver.backends import make_backend
 from solver.filters import make_filter
-from solver.sgs import les_equation
+from solver.sgs import LES_JACOBIAN, les_equation
 
 from ..config import Config
 from ..errors import ConfigError, DataError
@@ -90,7 +90,8 @@ def build_les(setup: LESSetup, backend, closure_term_factory=None):
     or None (no closure)."""
     grid = Grid(setup.n, setup.L, backend=backend)
     params = Parameters.from_system(setup)  # LESSetup has the System's parameter attributes
-    forcing = make_forcing(grid, setup.forcing, kf=setup.kf) if setup.forcing != "none" else None
+    forcing = (make_forcing(grid, setup.forcing, kf=setup.kf, dealias=LES_JACOBIAN["dealias"])
+               if setup.forcing != "none" else None)
     if forcing is not None and setup.filter is not None:
         G = make_filter(setup.filter, setup.delta).transfer(grid.host.kx, grid.host.ky)
         forcing = FilteredForcing(forcing, G, setup.filter)
