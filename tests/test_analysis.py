@@ -125,3 +125,59 @@ def test_measured_ranking_and_comparison():
     swapped = framework.compare(np.array([1.0, 3.0, 2.0]), cc)
     assert swapped["recommended"] == 2 and swapped["measured_best"] == 1
     assert {d["layer"] for d in swapped["disagreements"]} == {1, 2}
+
+
+# -- per-kernel statistics without n² spectra, batched Gabor fits (issue 21) ---------------------
+
+
+@pytest.mark.parametrize("k,n", [(5, 128), (3, 16), (4, 32), (1, 8)])
+def test_symmetric_dft_and_autocorrelation_equal_the_zero_padded_fft(k, n):
+    from analysis.kernel_stats import sym_dft
+    w = np.random.default_rng(k + n).standard_normal((70, k, k))
+    S, g = sym_dft(k, n), half_plane(n)
+    ref = np.abs(np.fft.rfft2(w, s=(n, n))).reshape(70, -1)
+    X = S.magnitudes(w)
+    np.testing.assert_allclose(X[S.valid], ref[:, S.hp_index[S.valid]].T, atol=1e-12)
+    np.testing.assert_allclose(S.shell_mean(X), g.shell_mean(ref.reshape(70, n, -1)), atol=1e-12)
+    p = ref ** 2
+    pf = S.power_functionals(w)
+    scale = p.sum(axis=1).max()
+    for key, vec in (("c", g.cos2), ("s", g.sin2), ("p", g.wdisk0)):
+        np.testing.assert_allclose(pf[key], p @ vec, atol=1e-12 * scale)
+    np.testing.assert_allclose(pf["shell_mean"], g.shell_mean(p.reshape(70, n, -1)), atol=1e-12 * scale)
+    kx, ky = S.peak(X.copy())
+    i = np.argmax(np.where(g.in_disk.ravel()[None], ref, 0.0), axis=1)
+    np.testing.assert_array_equal(kx, g.kx.ravel()[i])
+    np.testing.assert_array_equal(ky, g.ky.ravel()[i])
+
+
+def test_layer_change_equals_the_spectra_of_the_whole_layer():
+    from analysis.aggregate import layer_change
+    rng = np.random.default_rng(4)
+    n = 32
+    wb = rng.standard_normal((300, 5, 5))
+    wt = wb + 0.1 * rng.standard_normal(wb.shape)
+    got = layer_change(wb, wt, n, 99.0, fit=False)
+    mb, mt = (kernels.kernel_spectra(w, n, magnitude=True) for w in (wb, wt))
+    f = classify.spectral_features(mt)
+    np.testing.assert_array_equal(got["cls"], classify.classify_features(f))
+    for key in classify.FEATURES:
+        np.testing.assert_allclose(got[key], f[key].astype(np.float32), rtol=1e-6, atol=1e-6)
+    dw, ds = change.kernel_change(wb, wt, mb, mt)
+    np.testing.assert_allclose(got["dW"], dw, rtol=1e-12)
+    np.testing.assert_allclose(got["dspec"], ds, rtol=1e-10)
+    ch = framework.change_profiles(mb, mt, ds, 99.0)
+    np.testing.assert_array_equal(got["above"], ch["above"])
+    np.testing.assert_allclose(got["top"], ch["top"], rtol=1e-10)
+
+
+def test_batched_gabor_fits_do_not_depend_on_the_batch():
+    from analysis.gabor import fit_gabor_batch
+    w, lab = classify.synthetic_kernels(12, 5, 128, noise=0.05, seed=3)
+    w = w[lab == classify.CLASSES.index("oriented")]
+    together = fit_gabor_batch(w, 128)
+    for i in range(len(w)):
+        alone = classify.fit_gabor(w[i], 128)
+        for key in ("k0", "orientation", "sigma", "rel_residual"):
+            assert alone[key] == pytest.approx(together[key][i], rel=1e-9, abs=1e-9)
+    assert np.all(together["rel_residual"] < 0.1)
