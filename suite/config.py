@@ -192,7 +192,9 @@ SCHEMA: dict[str, dict[str, Spec]] = {
                                  "transfer.steps for every run", int),
         "eval_every": Spec(int, 25, between(1, 10**7), "steps between validation checks (early stopping)"),
         "patience": Spec(int, 4, between(0, 10**6), "validation checks without improvement before stopping (0: never)"),
-        "oracle": Spec(bool, True, None, "train the oracle: from scratch on the target's full training data"),
+        "oracle": Spec(bool, True, None, "train the oracle: every layer on the target's full training data"),
+        "oracle_init": Spec(str, "random", choices("random", "base"), "the oracle's starting weights: random "
+                            "(trained from scratch) or base (fine-tuned from the base network's weights)"),
         "oracle_steps": Spec(int, 0, between(0, 10**7), "oracle budget in steps (0: the base network's steps)"),
         "random_control": Spec(str, "", None, "subsets matched by a random parameter subset of equal size "
                                "(a subset spec as transfer.subsets, or empty for none)"),

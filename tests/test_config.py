@@ -49,6 +49,7 @@ def write(tmp_path, text):
      "model.layers = 3"),
     ('extends = "ci"\n[transfer]\nepochs_by_layers = [1.5]', "transfer.epochs_by_layers entry", "integer"),
     ('extends = "small"\n[grid]\nn_les = 16', "les.systems", "must be <= 7 for grid.n_les = 16"),
+    ('extends = "ci"\n[transfer]\noracle_init = "target"', "transfer.oracle_init", "random"),
 ])
 def test_bad_values_name_the_field(tmp_path, text, field, words):
     with pytest.raises(ConfigError) as e:

@@ -289,3 +289,22 @@ def test_pool_takes_the_longest_jobs_first_and_prefix_cache_bounds_bytes(run):
     big = T.PrefixCache(None, max_bytes=1)
     big.get("a", lambda: torch.zeros(10))  # the newest entry stays even over the bound
     assert list(big.items) == ["a"]
+
+
+def test_oracle_init_base_starts_from_the_base_weights_and_trains_on_the_full_data(run):
+    """transfer.oracle_init = base: the oracle is the base network fine-tuned (every layer) on the
+    target's full training data: with a zero-length budget (lr 0) it is the base network itself and
+    scores as the base reference; the default starts from seeded random weights."""
+    from suite.model import load_model
+    base, _, _ = load_model(run / "models" / "base")
+    job = T.Job("high_re", 1.0, 0, "oracle", "111")
+    kw = dict(run_dir=str(run), epochs=3, batch_size=8, lr=0.0, steps=4, oracle_steps=4, device="cpu")
+    warm = T.Context(T.SweepSpec(oracle_init="base", **kw))
+    assert_same_weights({"n": warm.network(job).state_dict()}, {"n": base.state_dict()})
+    row, net, _ = warm.run(job)
+    ref, _, _ = warm.run(T.Job("high_re", 0.5, 0, "base", "000"))
+    assert row["cc"] == pytest.approx(ref["cc"], abs=1e-6)
+    assert row["n_train"] == len(warm.tensors("high_re", "train", None, 0))
+    cold = T.Context(T.SweepSpec(**kw)).network(job)
+    first = next(iter(base.state_dict()))
+    assert not torch.equal(cold.state_dict()[first], base.state_dict()[first])

@@ -170,6 +170,18 @@ def _ci(v) -> str:
     return stats.fmt(v) if v is not None and not any(map(math.isnan, v)) else "–"
 
 
+def _oracle_init(run_dir: Path) -> str:
+    """How this run's oracles started (transfer.oracle_init, from an oracle model's provenance)."""
+    for meta in sorted(layout.tl_root(run_dir).glob("*/f1_s*/oracle/meta.json")):
+        try:
+            init = json.loads(meta.read_text())["provenance"]["config"]["transfer"].get("oracle_init", "random")
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        return ("fine-tuned from the base network's weights (transfer.oracle_init = base)" if init == "base"
+                else "from random weights (transfer.oracle_init = random)")
+    return "from random weights or the base network's (transfer.oracle_init)"
+
+
 def _sweep_section(run_dir: Path) -> tuple[str, dict]:
     try:
         df = load_results(run_dir)
@@ -181,7 +193,7 @@ def _sweep_section(run_dir: Path) -> tuple[str, dict]:
     out.append("<p>CC: mean of the per-snapshot CCs on the target's test split over the seeds, with its 95 % "
                "interval (bootstrap over test snapshots and seeds, suite.stats). Steps: optimizer steps run "
                "(early stopping on the target's validation data; the best-validation weights are kept, at "
-               "'best step'). Oracle: every layer trained from scratch on the target's full training data.</p>")
+               f"'best step'). Oracle: every layer trained on the target's full training data, {_oracle_init(run_dir)}.</p>")
     tabs = []
     for target, g in df.groupby("target"):
         tab = stats.interval_table(run_dir, target)

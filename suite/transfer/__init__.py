@@ -9,7 +9,8 @@ References per (target, fraction, seed): ``base`` (the base network, no re-train
 (all layers trained from random weights on the same small sample, same steps) and the ``random``
 controls of ``transfer.random_control`` (as many parameter elements as the named subset, drawn
 across all layers, trained through gradient masks); per (target, seed) the ``oracle`` (all layers
-from random weights on the target's full training data; ``transfer.oracle_steps`` or the base
+trained on the target's full training data, from random weights or, with
+``transfer.oracle_init = "base"``, from the base network's; ``transfer.oracle_steps`` or the base
 network's step count). Intervals and findings: :mod:`suite.stats`.
 
 Choices

@@ -42,6 +42,7 @@ class SweepSpec:
     eval_every: int = 25
     patience: int = 0
     oracle_steps: int = 0
+    oracle_init: str = "random"  # transfer.oracle_init: the oracle starts from random or the base weights
     epochs_by_layers: tuple = ()  # transfer.epochs_by_layers (empty: every run gets ``steps``)
     bf16: bool = False
     share_prefix: bool = True
@@ -53,7 +54,7 @@ class SweepSpec:
         t = cfg.transfer
         return cls(run_dir=str(run_dir), epochs=t.epochs, batch_size=cfg.train.batch_size, lr=cfg.train.lr,
                    steps=t.steps, eval_every=t.eval_every, patience=t.patience, oracle_steps=t.oracle_steps,
-                   epochs_by_layers=tuple(t.epochs_by_layers), bf16=cfg.train.bf16, share_prefix=t.share_prefix, device=device,
+                   oracle_init=t.oracle_init, epochs_by_layers=tuple(t.epochs_by_layers), bf16=cfg.train.bf16, share_prefix=t.share_prefix, device=device,
                    provenance=provenance(cfg.to_dict(), stage="transfer"))
 
 
@@ -132,9 +133,9 @@ class Context:
 
     # -- the job -----------------------------------------------------------------------------------
     def network(self, job: Job) -> ClosureCNN:
-        """The job's starting network: the base weights (tl, random, base) or seeded random ones
-        (scratch, oracle)."""
-        if job.kind in ("scratch", "oracle"):
+        """The job's starting network: the base weights (tl, random, base; the oracle with
+        ``oracle_init = "base"``) or seeded random ones (scratch; the oracle by default)."""
+        if job.kind == "scratch" or (job.kind == "oracle" and self.spec.oracle_init == "random"):
             torch.manual_seed(job.seed)
             return ClosureCNN(**self.base_model.config)
         net = ClosureCNN(**self.base_model.config)

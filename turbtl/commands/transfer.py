@@ -8,8 +8,9 @@ Reads RUN/models/base/ and RUN/fdns/<target>.zarr. Subsets: singles, pairs, all,
 or comma-separated masks (0/1 per layer, layer 1 first). Data fractions are of the base network's
 training-set size, drawn from the target's training members. The references `base` (no
 re-training) and `scratch` (every layer trained from random weights on the same small data) are
-added per target x fraction x seed, the `oracle` (every layer from random weights on the target's
-full training data) per target x seed, and the capacity-matched `random` control of each subset
+added per target x fraction x seed, the `oracle` (every layer trained on the target's full
+training data, from random weights or, with transfer.oracle_init = base, from the base network's) per
+target x seed, and the capacity-matched `random` control of each subset
 of transfer.random_control. Every run is counted in optimizer steps (transfer.steps; the oracle:
 transfer.oracle_steps or the base network's), with early stopping on the target's validation data.
 
