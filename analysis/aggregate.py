@@ -269,8 +269,9 @@ def _sweep_template(path: Path, nets: list[Network], base: dict, n_shells: int, 
     replace_dir_atomic(path, write)
 
 
-def _pending(path: Path, nets: list[Network]) -> list[int] | None:
-    """Rows still to compute, or None when the store is absent or describes other networks."""
+def pending_rows(path: Path, nets: list[Network]) -> list[int] | None:
+    """Rows of the sweep store at ``path`` still to compute for ``nets``, or None when the store is
+    absent or describes other networks (``[]``: the store holds every network, finished)."""
     import zarr
     try:
         with quiet_zarr():
@@ -398,7 +399,7 @@ def analyze_sweep(run_dir, targets: list[str], base_system: str, client, *, perc
     todo = []
     for t, nets in nets_by_target.items():
         path = out_dir / f"sweep_{t}.zarr"
-        pending = None if force else _pending(path, nets)
+        pending = None if force else pending_rows(path, nets)
         if pending is None:
             _sweep_template(path, nets, base, n_shells, attrs | {"target": t})
             pending = list(range(len(nets)))

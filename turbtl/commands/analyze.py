@@ -36,11 +36,12 @@ def _check_inputs(run_dir: Path, cfg) -> None:
 
 def _finished(run_dir: Path, targets) -> bool:
     """A recorded analysis whose sweep stores hold every network of the sweep as it stands now."""
-    from analysis.aggregate import _pending, find_networks
+    from analysis.aggregate import find_networks, pending_rows
     from suite.rundir import read_stage
     if read_stage(run_dir, "analyze") is None or not (layout.analysis_dir(run_dir) / "summary.json").is_file():
         return False
-    return all(_pending(layout.analysis_dir(run_dir) / f"sweep_{t}.zarr", find_networks(run_dir, t)) == [] for t in targets)
+    return all(pending_rows(layout.analysis_dir(run_dir) / f"sweep_{t}.zarr", find_networks(run_dir, t)) == []
+               for t in targets)
 
 
 def run(args) -> int:
