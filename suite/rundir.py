@@ -178,11 +178,21 @@ def stage_record_path(run_dir: str | Path, stage: str) -> Path:
     return layout.stage_record(run_dir, stage)
 
 
-def record_stage(run_dir: str | Path, stage: str, wall_s: float, summary: str, **extra) -> None:
-    """Record that a stage finished: its wall time and one summary line (read by run and report)."""
+def record_stage(run_dir: str | Path, stage: str, wall_s: float, summary: str, fresh: bool = False,
+                 **extra) -> None:
+    """Record that a stage finished: its wall time and one summary line (read by run and report).
+
+    A stage that continues an earlier, interrupted or finished invocation (``fresh`` False: no
+    ``--force``) adds to it: ``wall_s`` is the total over the invocations since the last fresh one,
+    listed in ``invocations`` (wall_s, finished, summary each), so a re-run that only skips
+    finished work does not replace the stage's time by its own second."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%S")
+    prev = None if fresh else read_stage(run_dir, stage)
+    runs = list(prev.get("invocations") or [{k: prev.get(k) for k in ("wall_s", "finished", "summary")}]) if prev else []
+    runs.append({"wall_s": round(wall_s, 3), "finished": now, "summary": summary})
     write_json_atomic(stage_record_path(run_dir, stage),
-                      {"stage": stage, "wall_s": round(wall_s, 3), "summary": summary,
-                       "finished": time.strftime("%Y-%m-%dT%H:%M:%S")} | extra)
+                      {"stage": stage, "wall_s": round(sum(float(r["wall_s"] or 0) for r in runs), 3),
+                       "summary": summary, "finished": now, "invocations": runs} | extra)
 
 
 def read_stage(run_dir: str | Path, stage: str) -> dict | None:

@@ -62,3 +62,17 @@ def test_shared_holders_coexist_and_exclude_exclusive_ones(tmp_path):
         with pytest.raises(RunLocked):
             with run_lock(tmp_path, "transfer --slice 1/2", shared=True):
                 pass
+
+
+def test_stage_record_adds_continuations_and_a_fresh_run_resets(tmp_path):
+    """A re-run without --force that only skips finished work adds its seconds to the stage's time
+    (the report's Timings), and lists every invocation; --force starts the record again."""
+    from suite.rundir import read_stage, record_stage
+    record_stage(tmp_path, "dns", 100.0, "4 systems", systems=["base"])
+    record_stage(tmp_path, "dns", 0.25, "finished stores kept", systems=["base"])
+    rec = read_stage(tmp_path, "dns")
+    assert rec["wall_s"] == 100.25 and rec["summary"] == "finished stores kept" and rec["systems"] == ["base"]
+    assert [r["summary"] for r in rec["invocations"]] == ["4 systems", "finished stores kept"]
+    record_stage(tmp_path, "dns", 7.0, "redone", fresh=True)
+    rec = read_stage(tmp_path, "dns")
+    assert rec["wall_s"] == 7.0 and len(rec["invocations"]) == 1

@@ -84,7 +84,7 @@ def run(args) -> int:
         line = (f"analyze: {info['networks']} networks ({info['computed']} computed, "
                 f"{info['kernels']} kernels) in {time.perf_counter() - t0:.1f} s; {best}; "
                 f"{len(s['figures'])} figures in {run_dir / 'figures'}")
-        record_stage(run_dir, "analyze", time.perf_counter() - t0, line,
+        record_stage(run_dir, "analyze", time.perf_counter() - t0, line, fresh=args.force,
                      networks=info["networks"], computed=info["computed"])
     print(line)
     return 0

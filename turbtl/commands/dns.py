@@ -41,7 +41,7 @@ def run(args) -> int:
             print(f"turbtl dns: error: {e}", file=sys.stderr)
         return 1
     if rank0:
-        record_stage(run_dir, "dns", time.perf_counter() - t0, "; ".join(r.summary() for r in results),
+        record_stage(run_dir, "dns", time.perf_counter() - t0, "; ".join(r.summary() for r in results), fresh=args.force,
                      systems=[r.system for r in results],
                      members_steps_per_s={r.system: round(r.member_steps_per_s, 1) for r in results},
                      member_steps={r.system: r.member_steps for r in results},

@@ -41,7 +41,7 @@ def run(args) -> int:
     t0 = time.perf_counter()
     with run_lock(run_dir, "les", cfg=cfg):
         results = run_les(cfg, run_dir, force=args.force, progress=not args.no_progress)
-    record_stage(run_dir, "les", time.perf_counter() - t0, "; ".join(r.summary() for r in results),
+    record_stage(run_dir, "les", time.perf_counter() - t0, "; ".join(r.summary() for r in results), fresh=args.force,
                  systems=[r.system for r in results])
     return 0
 

@@ -25,7 +25,7 @@ def run(args) -> int:
     with run_lock(run_dir, "report", cfg=cfg):
         out = write_report(run_dir)
         summary = f"report -> {out} ({out.stat().st_size / 1e6:.1f} MB)"
-        record_stage(run_dir, "report", time.perf_counter() - t0, summary)
+        record_stage(run_dir, "report", time.perf_counter() - t0, summary, fresh=True)
     print(summary)
     for name, ok, line in study_checks(run_dir):  # the study's checks, said plainly (a FAIL is not hidden)
         print(f"check {'PASS' if ok else 'FAIL'}: {name}: {line}")

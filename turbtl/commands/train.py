@@ -78,7 +78,7 @@ def run(args) -> int:
                 summary = (f"base CNN on {system}: test CC {cnn['cc']:.3f} (backscatter {cnn['cc_backscatter']:.3f}, "
                            f"diffusion {cnn['cc_diffusion']:.3f}), {out['performance']['samples_per_s']:.1f} "
                            f"samples/s on {env.world} process(es) -> {paths['dir']}")
-                record_stage(run_dir, "train", time.perf_counter() - t0, summary)
+                record_stage(run_dir, "train", time.perf_counter() - t0, summary, fresh=args.force)
                 print(summary)
     finally:
         D.teardown(env)

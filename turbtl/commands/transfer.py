@@ -125,7 +125,7 @@ def run(args) -> int:
                 + (f"; best subset {best['target']} {best['mask']} CC {best['cc']:.4f}" if best is not None else "")
                 + f" -> {run_dir / 'sweep'}")
         if all(T.is_done(run_dir, j) for j in every):  # the whole sweep (every slice) is finished
-            record_stage(run_dir, "transfer", wall, line)
+            record_stage(run_dir, "transfer", wall, line, fresh=args.force)
         print(f"turbtl transfer: {line}")
     return 0
 
