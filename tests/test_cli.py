@@ -49,7 +49,7 @@ def test_missing_config_file_exits_2(tmp_path):
     assert rc == 2
 
 
-@pytest.mark.parametrize("preset", ["ci", "small", "paper"])
+@pytest.mark.parametrize("preset", ["ci", "small", "medium", "paper"])
 def test_presets_resolve(preset, capsys):
     assert main(["config", "--preset", preset]) == 0
     assert '"n_dns"' in capsys.readouterr().out
