@@ -228,7 +228,7 @@ def test_disk_limit_refuses_and_the_override_runs(tmp_path, capsys, monkeypatch)
 
 
 def test_config_estimate_for_every_preset(capsys):
-    for preset in ("ci", "small", "paper"):
+    for preset in ("ci", "small", "medium", "paper"):
         assert main(["config", "--preset", preset, "--estimate"]) == 0
         out = capsys.readouterr().out
         for word in ("memory/process", "disk", "core-hours", "dns", "train", "transfer", "analyze", "les", "total"):
