@@ -85,7 +85,7 @@ CONFIG_CASES = [
     ("unknown-section", "dns", "[solver]\nn = 3\n", [], ["[solver]", "not a known section", "grid"]),
     ("unknown-field", "dns", "[grid]\nnx = 64\n", [], ["grid.nx", "not a known field", "n_dns"]),
     ("system-name", "dns", '[systems."bad name!"]\nre = 10.0\n', [], ["systems.bad name!", "letters, digits"]),
-    ("extends-unknown", "dns", 'extends = "huge"\n', [], ["preset = 'huge'", "ci, paper, small"]),
+    ("extends-unknown", "dns", 'extends = "huge"\n', [], ["preset = 'huge'", "ci, medium, paper, small"]),
 ]
 
 OPTION_CASES = [
@@ -145,7 +145,7 @@ def test_bad_toml_or_a_folder_as_config_and_unknown_preset(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["dns", "--preset", "enormous", "--run-dir", str(tmp_path / "run")])
     err = capsys.readouterr().err
-    assert e.value.code == 2 and "--preset" in err and "'enormous'" in err and "'ci', 'paper', 'small'" in err
+    assert e.value.code == 2 and "--preset" in err and "'enormous'" in err and "'ci', 'medium', 'paper', 'small'" in err
     assert not (tmp_path / "run").exists()
 
 
