@@ -561,10 +561,9 @@ def flow_statistics(ds, fit_range: tuple[float, float] | None = None) -> dict:
     eta = 2 * nu * P
     kmax = (n - 1) // 3
     eta_z = (nu ** 3 / eta) ** (1 / 6) if eta > 0 else float("inf")
-    nu_p, p = float(a.get("hyperviscosity", 0) or 0), int(a.get("hyper_order", 2) or 2)
-    if nu_p <= 0:
-        nu_p, p = nu, 1
-    eta_t = eta + (2 * nu_p * float(np.sum(k ** (2 * p + 2) * spec)) if nu_p != nu or p != 1 else 0.0)
+    hyper, order = float(a.get("hyperviscosity", 0) or 0), int(a.get("hyper_order", 2) or 2)
+    eta_t = eta + (2 * hyper * float(np.sum(k ** (2 * order + 2) * spec)) if hyper > 0 else 0.0)
+    nu_p, p = (hyper, order) if hyper > 0 else (nu, 1)
     k_d = (eta_t ** (1 / 3) / nu_p) ** (1 / (2 * p)) if eta_t > 0 else 0.0
     zk = k ** 2 * spec
     ikf = int(round(kf / scale)) if kf > 0 else int(np.argmax(zk))
