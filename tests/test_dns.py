@@ -94,9 +94,14 @@ def test_a_finished_store_is_skipped_and_force_redoes_it(ci_run, tmp_path):
     run, _ = ci_run
     path = run / "fdns" / "base.zarr"
     before = (path / "psi" / "zarr.json").stat().st_mtime_ns
+    from suite.rundir import read_stage
+    rate = read_stage(run, "dns")["members_steps_per_s"]["base"]
     r = _turbtl("--preset", "ci", "--systems", "base", "--run-dir", str(run), "--save-dns")
     assert "kept (use --force to redo)" in r.stdout
     assert (path / "psi" / "zarr.json").stat().st_mtime_ns == before
+    # the skip keeps the store's own rate in the stage record (not the skip's zero)
+    rec = read_stage(run, "dns")
+    assert rate > 0 and rec["members_steps_per_s"]["base"] == rate and len(rec["invocations"]) >= 2
     # another configuration on the same store is refused (exit 2, store untouched)
     r = _turbtl("--preset", "ci", "--systems", "base", "--run-dir", str(run), check=False)
     assert r.returncode == 2 and "another configuration" in r.stderr and "--force" in r.stderr

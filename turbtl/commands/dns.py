@@ -42,11 +42,25 @@ def run(args) -> int:
         return 1
     if rank0:
         record_stage(run_dir, "dns", time.perf_counter() - t0, "; ".join(r.summary() for r in results), fresh=args.force,
-                     systems=[r.system for r in results],
-                     members_steps_per_s={r.system: round(r.member_steps_per_s, 1) for r in results},
-                     member_steps={r.system: r.member_steps for r in results},
-                     io_fraction={r.system: round(r.io_fraction, 4) for r in results})
+                     systems=[r.system for r in results], **_rates(run_dir, results, args.force))
     return 0
+
+
+def _rates(run_dir, results, fresh: bool) -> dict:
+    """The per-system rate fields of the stage record. A store this invocation skipped (finished
+    earlier) keeps the figures its own run recorded, instead of the skip's zeros."""
+    from suite.rundir import read_stage
+
+    prev = {} if fresh else (read_stage(run_dir, "dns") or {})
+    fields = {"members_steps_per_s": lambda r: round(r.member_steps_per_s, 1),
+              "member_steps": lambda r: r.member_steps,
+              "io_fraction": lambda r: round(r.io_fraction, 4)}
+    out = {}
+    for key, value in fields.items():
+        old = prev.get(key) or {}
+        out[key] = {r.system: (old[r.system] if r.status == "skipped" and r.system in old else value(r))
+                    for r in results}
+    return out
 
 
 def register(sub):
