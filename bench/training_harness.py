@@ -17,19 +17,46 @@ from suite.model import ClosureCNN
 from suite.train import autocast, memory_format
 
 
-def gemm_peak(device="cpu", n: int = 2048, repeats: int = 5) -> float:
-    """Measured float32 GEMM rate (GFLOP/s) of ``n × n`` matmuls on ``device`` (best of ``repeats``)."""
+def _conv1x1_operands(a: torch.Tensor, b: torch.Tensor):
+    """``a @ b`` (both ``n × n``) as a 1×1 convolution: input ``(1, n, 1, n)`` holding ``a``'s rows
+    as pixels (channels_last: memory is ``a`` itself), weight ``(n, n, 1, 1)`` = ``b``ᵀ. The output's
+    pixels are the rows of ``a @ b``; the work is the same 2 n³ FLOPs."""
+    n = a.shape[0]
+    x = a.t().reshape(1, n, 1, n).contiguous(memory_format=torch.channels_last)
+    w = b.t().reshape(n, n, 1, 1).contiguous(memory_format=torch.channels_last)
+    return x, w
+
+
+def gemm_rates(device="cpu", n: int = 2048, repeats: int = 5) -> dict[str, float]:
+    """Measured float32 GEMM rates (GFLOP/s) of ``n × n`` products on ``device``, best of ``repeats``,
+    by every route PyTorch offers here: ``mm`` (``a @ b``: MKL/OpenBLAS on CPU, cuBLAS on GPU) and,
+    on CPU, ``conv1x1`` (the same product as a 1×1 convolution through oneDNN, the library the
+    network's convolutions use). On some CPUs they differ by 2× (MKL's ``mm`` on AMD runs well below
+    oneDNN), so a peak from ``mm`` alone would be a floor too easy to beat."""
+    import torch.nn.functional as F
     device = torch.device(device)
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)
-    best = float("inf")
-    for _ in range(repeats + 1):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        (a @ b).sum().item()
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n ** 3 / best / 1e9
+    routes = {"mm": lambda: a @ b}
+    if device.type == "cpu":
+        x, w = _conv1x1_operands(a, b)
+        routes["conv1x1"] = lambda: F.conv2d(x, w)
+    out = {}
+    for name, fn in routes.items():
+        best = float("inf")
+        for _ in range(repeats + 1):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            fn().sum().item()
+            best = min(best, time.perf_counter() - t0)
+        out[name] = 2 * n ** 3 / best / 1e9
+    return out
+
+
+def gemm_peak(device="cpu", n: int = 2048, repeats: int = 5) -> float:
+    """The float32 GEMM peak (GFLOP/s) on ``device``: the fastest route of :func:`gemm_rates`."""
+    return max(gemm_rates(device, n, repeats).values())
 
 
 def train_flops_per_sample(model: ClosureCNN, ny: int, nx: int) -> float:

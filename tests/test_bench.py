@@ -129,3 +129,20 @@ def test_synthetic_run_folder_is_readable_by_the_analysis():
         assert len(find_networks(root, "high_re")) == 3
         ds = open_fdns(root / "fdns" / "beta20.zarr")
         assert ds["omega"].shape[-1] == 8
+
+
+def test_gemm_peak_takes_the_fastest_route_and_the_conv_route_is_the_same_product():
+    """The training floor: a 1×1 convolution computes exactly ``a @ b`` (so its rate is a GEMM rate),
+    and the peak is the fastest route measured, never below ``torch.mm``'s."""
+    import torch
+    import torch.nn.functional as F
+
+    from bench.training_harness import _conv1x1_operands, gemm_peak, gemm_rates
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(48, 48, generator=g), torch.randn(48, 48, generator=g)
+    x, w = _conv1x1_operands(a, b)
+    got = F.conv2d(x, w).reshape(48, 48).t()
+    assert torch.allclose(got, a @ b, rtol=1e-4, atol=1e-4)
+    r = gemm_rates("cpu", n=256, repeats=2)
+    assert set(r) == {"mm", "conv1x1"} and all(v > 0 for v in r.values())
+    assert gemm_peak("cpu", n=256, repeats=2) > 0
