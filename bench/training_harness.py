@@ -29,7 +29,7 @@ def _conv1x1_operands(a: torch.Tensor, b: torch.Tensor):
 
 def gemm_rates(device="cpu", n: int = 2048, repeats: int = 5) -> dict[str, float]:
     """Measured float32 GEMM rates (GFLOP/s) of ``n × n`` products on ``device``, best of ``repeats``,
-    by every route PyTorch offers here: ``mm`` (``a @ b``: MKL/OpenBLAS on CPU, cuBLAS on GPU) and,
+    by two routes: ``mm`` (``a @ b``: MKL/OpenBLAS on CPU, cuBLAS on GPU) and,
     on CPU, ``conv1x1`` (the same product as a 1×1 convolution through oneDNN, the library the
     network's convolutions use). On some CPUs they differ by 2× (MKL's ``mm`` on AMD runs well below
     oneDNN), so a peak from ``mm`` alone would be a floor too easy to beat."""
