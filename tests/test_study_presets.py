@@ -1,5 +1,5 @@
 """The study presets carry the design of docs/study-regime.md: targets that cover the paper's
-family (a change of Re, of forcing wavenumber, a beta-plane, decaying -> forced), equal optimizer
+family (a change of Re, of forcing wavenumber, a beta-plane, forced -> decaying), equal optimizer
 budgets, repeats and capacity controls. The measured consequences (the oracle gaps, the wall time)
 are in docs/study-regime.md and in the report's checks; these tests pin the configuration."""
 import json
