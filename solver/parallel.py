@@ -33,9 +33,13 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 import traceback
 
 from .errors import ParameterError, SimulationBlowUp
+
+#: seconds a failing rank waits between printing its error and aborting the job (see abort_on_error)
+ABORT_GRACE_S = 1.0
 
 __all__ = ["block_range", "check_slab_grid", "Decomposition", "agree_or_raise", "collective", "abort_on_error",
            "local_device"]
@@ -208,4 +212,8 @@ def abort_on_error(comm, exit_code: int = 1):
         sys.stderr.write(f"[rank {rank}] aborting the MPI job after an error:\n"
                          + "".join(traceback.format_exception(e)))
         sys.stderr.flush()
+        # The launcher forwards a rank's stderr asynchronously, and on an abort it kills every rank
+        # at once: output still in the pipe can be lost (CI once saw an empty stderr here). A
+        # moment's pause lets the message out first; it costs nothing on the success path.
+        time.sleep(ABORT_GRACE_S)
         comm.Abort(exit_code)
