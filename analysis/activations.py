@@ -6,12 +6,24 @@ pre-ReLU output of every layer and of the post-ReLU output (the input of the nex
 the pre-ReLU output for the last, linear layer): ``(layer, stage, k)`` with stage 0 = pre, 1 = post.
 :func:`layer_input_spectra` gives the spectra of what enters each layer (the input ``x`` for
 layer 1), which the framework compares between systems.
+
+The spectra are those of ``suite.metrics.spectrum`` (full-plane shells, ``|f̂|²/n⁴``, mean over the
+maps) computed the cheap way, to rounding the same numbers: a real ``rfft2`` in float64 of chunks
+of :data:`CHUNK` maps (half the work of the full complex ``fft2``), the power averaged over the maps
+first and summed over shells once, with each half-plane column counted with its full-plane
+multiplicity (``analysis.radial.HalfPlane.shell_sum``). After the network's forward pass, which
+cannot be avoided, this was the per-network cost of the analysis (bench/analysis_harness.py times it).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from suite.metrics import spectrum
+
+from .radial import half_plane
+
+#: maps per float64 rfft2 batch (32 × 128² × 8 B = 4 MB)
+CHUNK = 32
 
 STAGES = ("pre", "post")
 
@@ -25,17 +37,39 @@ def normalized_inputs(psi: np.ndarray, omega: np.ndarray, norm: dict):
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
 
 
+def mean_spectrum(maps: np.ndarray, relu: bool = False) -> np.ndarray:
+    """``(n//2+1,)`` = ``suite.metrics.spectrum(maps)[1]`` (to rounding) of maps ``(..., n, n)``,
+    of ``max(maps, 0)`` with ``relu``: see the module doc."""
+    import scipy.fft
+
+    a = np.asarray(maps)
+    n = a.shape[-1]
+    a = a.reshape(-1, a.shape[-2], n)
+    power = np.zeros((n, n // 2 + 1))
+    for s in range(0, a.shape[0], CHUNK):
+        b = np.asarray(a[s:s + CHUNK], dtype=np.float64)
+        if relu:
+            b = np.maximum(b, 0.0)
+        f = scipy.fft.rfft2(b, overwrite_x=True)
+        np.add(power, np.einsum("bij,bij->ij", f.real, f.real) + np.einsum("bij,bij->ij", f.imag, f.imag),
+               out=power)
+    power /= a.shape[0] * float(n) ** 4
+    return half_plane(n).shell_sum(power)
+
+
 def activation_spectra(model, x, L: float = 2 * np.pi) -> np.ndarray:
-    """``(layer, 2, n//2+1)`` spectra of the pre- and post-ReLU outputs of every layer on ``x``."""
+    """``(layer, 2, n//2+1)`` spectra of the pre- and post-ReLU outputs of every layer on ``x``
+    (``L`` is accepted for symmetry with ``suite.metrics.spectrum``; the shells are integer
+    wavenumbers in units of 2π/L, so the values do not depend on it)."""
     import torch
 
     with torch.no_grad():
         pres = model.layer_outputs(x)
     out = []
     for i, pre in enumerate(pres):
-        a = pre.double().numpy()
-        post = a if i == len(pres) - 1 else np.maximum(a, 0.0)
-        out.append([spectrum(a, L)[1], spectrum(post, L)[1]])
+        a = pre.numpy()
+        e = mean_spectrum(a)
+        out.append([e, e if i == len(pres) - 1 else mean_spectrum(a, relu=True)])
     return np.asarray(out)
 
 
