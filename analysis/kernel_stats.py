@@ -15,6 +15,9 @@ What the analysis needs of a kernel's spectrum ``Ŵ`` on the n-grid (:mod:`.kern
   ``cos`` is even and ``sin`` odd in the tap offset, so each 1D transform splits into a
   ``cos`` product on the pair sums and a ``sin`` product on the pair differences, and the rows
   ``+ky`` and ``−ky`` come from the same two products (``Ŵ(±ky) = (C T_r ± S T_i) + i (C T_i ∓ S T_r)``).
+  The x products are matrix products; the y products, whose inner dimension is only ``⌈k/2⌉``,
+  are fused with the folding and the magnitudes into one compiled pass over the output
+  (:func:`_fold_magnitudes`), which halved the cost: stored, they were memory traffic.
 
 The magnitudes come in a *folded* layout ``(V, batch)``, ``V = 2 (n/2+1) m`` (``m = n/2+1``): rows
 ``ky = 0 … n/2`` then ``ky = −n/2 … −0`` (of those only ``−(n/2−1) … −1`` are distinct modes; the
@@ -25,7 +28,6 @@ zero-padded kernels to rounding (tests/test_analysis.py).
 """
 from __future__ import annotations
 
-import threading
 from functools import lru_cache
 
 import numpy as np
@@ -33,8 +35,7 @@ import scipy.sparse as sp
 
 from .radial import half_plane
 
-_local = threading.local()
-CHUNK = 128   # kernels per block of magnitudes: (V, 128) float64 = 8.7 MB at n = 128
+CHUNK = 64    # kernels per block of magnitudes: (V, 64) float64 = 4.3 MB at n = 128 (measured faster than 128 or 16)
 
 
 def _pairs(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
@@ -115,36 +116,12 @@ class SymDFT:
         t[:, 1] = (self.sx @ od.reshape(od.shape[0], k * B)).reshape(m, k, B).transpose(1, 0, 2)
         t[:, 1] *= -1.0
         ev, od = self._split(t)
-        ws = self._work(B)
-        c, s = ws["c"], ws["s"]
-        np.matmul(self.cy, ev.reshape(ev.shape[0], 2 * m * B), out=c.reshape(h1, 2 * m * B))  # C T_r, C T_i
-        np.matmul(self.sy, od.reshape(od.shape[0], 2 * m * B), out=s.reshape(h1, 2 * m * B))  # S T_r, S T_i
         if out is None:
             out = np.empty((2 * h1 * m, B))
-        o = out.reshape(2, h1, m * B)
-        q = ws["q"]
-        for sign, part in ((1.0, o[0]), (-1.0, o[1, ::-1])):      # Ŵ(±ky) = (CT_r ± ST_i) + i (CT_i ∓ ST_r)
-            if sign > 0:
-                np.add(c[:, 0], s[:, 1], out=part)
-                np.subtract(c[:, 1], s[:, 0], out=q)
-            else:
-                np.subtract(c[:, 0], s[:, 1], out=part)
-                np.add(c[:, 1], s[:, 0], out=q)
-            np.multiply(part, part, out=part)
-            np.multiply(q, q, out=q)
-            np.add(part, q, out=part)
-            np.sqrt(part, out=part)
+        # the y products C T, S T and Ŵ(±ky) = (CT_r ± ST_i) + i (CT_i ∓ ST_r), |·|, in one pass
+        _fold_magnitudes()(self.cy, self.sy, ev.reshape(ev.shape[0], 2, m * B),
+                           od.reshape(od.shape[0], 2, m * B), out.reshape(2, h1, m * B))
         return out
-
-    def _work(self, B: int) -> dict[str, np.ndarray]:
-        """Scratch blocks for a batch of ``B`` (one set per thread)."""
-        ws = getattr(_local, "work", None)
-        key = (self.k, self.n, B)
-        if ws is None or ws[0] != key:
-            h1, m = self.h1, self.m
-            ws = (key, {"c": np.empty((h1, 2, m * B)), "s": np.empty((h1, 2, m * B)), "q": np.empty((h1, m * B))})
-            _local.work = ws
-        return ws[1]
 
     def _split(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pair sums (and the middle tap) and pair differences along the first axis."""
@@ -176,6 +153,41 @@ class SymDFT:
         r = autocorrelation(w).reshape(len(w), -1)
         o = r @ self.g_orient
         return {"c": o[:, 0], "s": o[:, 1], "p": o[:, 2], "shell_mean": r @ self.g_shell_mean}
+
+
+@lru_cache(maxsize=1)
+def _fold_magnitudes():
+    """The compiled last stage of :meth:`SymDFT.magnitudes` (Numba, cached on disk): the y
+    products and the magnitudes in one pass over the output. With ``ev (ne, 2, L)`` (pair sums
+    of ``T_r``, ``T_i``), ``od (no, 2, L)`` (pair differences), ``cy (h1, ne)``, ``sy (h1, no)``:
+    ``c = cy @ ev``, ``s = sy @ od`` element by element (never stored), then
+    ``out[0, j] = |(c_r + s_i) + i (c_i − s_r)|`` (row ``+ky_j``) and
+    ``out[1, h1−1−j] = |(c_r − s_i) + i (c_i + s_r)|`` (row ``−ky_j``), ``out (2, h1, L)``.
+    Before, two matrix products wrote ``c`` and ``s`` (four times the output) and a dozen array
+    operations read them back: memory traffic, not arithmetic, set the cost."""
+    import numba
+
+    @numba.njit(nogil=True, cache=True, boundscheck=False, fastmath=False)
+    def fold(cy, sy, ev, od, out):
+        h1, ne, no, L = cy.shape[0], ev.shape[0], od.shape[0], ev.shape[2]
+        for j in range(h1):
+            jm = h1 - 1 - j
+            for t in range(L):
+                cr = 0.0
+                ci = 0.0
+                for q in range(ne):
+                    cr += cy[j, q] * ev[q, 0, t]
+                    ci += cy[j, q] * ev[q, 1, t]
+                sr = 0.0
+                si = 0.0
+                for q in range(no):
+                    sr += sy[j, q] * od[q, 0, t]
+                    si += sy[j, q] * od[q, 1, t]
+                a, b = cr + si, ci - sr
+                out[0, j, t] = np.sqrt(a * a + b * b)
+                a, b = cr - si, ci + sr
+                out[1, jm, t] = np.sqrt(a * a + b * b)
+    return fold
 
 
 def autocorrelation(w: np.ndarray) -> np.ndarray:
