@@ -218,7 +218,7 @@ def project(counts: dict, costs: dict, oriented_fraction: float, which: str = "m
 def activation_seconds(preset: str = "paper", repeat: int = 2) -> float:
     """CPU seconds of one network's activation spectra (``analysis.activations.activation_spectra``
     on ``analyze.activation_samples`` inputs of the LES grid; random weights and inputs, one thread):
-    the per-network part of the analysis that is not per kernel (unchanged by issue 21)."""
+    the per-network part of the analysis that is not per kernel."""
     import torch   # imports torch: only this measurement needs it
 
     from analysis.activations import activation_spectra
@@ -294,6 +294,11 @@ def main(argv=None) -> None:
         real = costs | {"fit_new": rf["fit_new"], "fit_old": rf["fit_old"]}
         out["run_fits"] = rf
         out["projection_run_fit_costs"] = {f: project(counts, real, f) for f in (0.3, 1.0)}
+    # the whole analysis of the preset: kernels plus every network's activation spectra
+    out["total_core_hours"] = {
+        f"{name} f={f}": proj[f]["core_hours_new"] + out["activation_core_hours"]
+        for name, key in (("synthetic fits", "projection"), ("run fits", "projection_run_fit_costs"))
+        if key in out for proj in [out[key]] for f in proj}
     print(json.dumps(out, indent=1))
 
 
