@@ -9,7 +9,7 @@ Each ``convI`` module is an ordinary ``Conv2d`` with ``padding=kernel//2`` and
 model's own forward pass does not call the modules, though: it pads explicitly
 (:func:`circular_pad`, a copy with a cheap hand-written backward that keeps ``channels_last``) and
 calls the convolution with no padding. PyTorch's built-in circular padding halves training speed on
-CPU; this path costs a few percent (see ``suite.train.measure_throughput``).
+CPU; this path costs a few percent (``bench/training_harness.py`` measures both).
 
     >>> m = ClosureCNN(11, 64, 5)
     >>> m.n_params()
@@ -98,18 +98,20 @@ class _ReluCircularPad(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         p = ctx.p
         h, w = g.shape[2] - 2 * p, g.shape[3] - 2 * p
-        # as _CircularPad.backward: rows = g's interior rows with the top/bottom halo rows folded
-        # in, then the interior columns with the left/right halo columns of ``rows`` folded in;
-        # only the two halo column strips of ``rows`` are materialized apart
-        out = g[:, :, p:p + h, p:p + w].clone(memory_format=torch.preserve_format)
-        out[:, :, h - p:, :] += g[:, :, :p, p:p + w]
-        out[:, :, :p, :] += g[:, :, p + h:, p:p + w]
+        thr = torch.ops.aten.threshold_backward  # ReLU's backward: g where x > 0, else 0
+        # as _CircularPad.backward, term by term in the same order of additions, each term masked
+        # by x > 0 on its way in (masking a sum = summing the masked terms, bit for bit): the
+        # interior is masked straight out of g (no copy of it first); then the top/bottom halo
+        # rows; then the left/right halo columns with their corners folded in
+        out = thr(g[:, :, p:p + h, p:p + w], x, 0)
+        out[:, :, h - p:, :] += thr(g[:, :, :p, p:p + w], x[:, :, h - p:, :], 0)
+        out[:, :, :p, :] += thr(g[:, :, p + h:, p:p + w], x[:, :, :p, :], 0)
         for src, dst in ((slice(0, p), slice(w - p, w)), (slice(p + w, w + 2 * p), slice(0, p))):
             strip = g[:, :, p:p + h, src].clone(memory_format=torch.preserve_format)
             strip[:, :, h - p:, :] += g[:, :, :p, src]
             strip[:, :, :p, :] += g[:, :, p + h:, src]
-            out[:, :, :, dst] += strip
-        return torch.ops.aten.threshold_backward(out, x, 0), None
+            out[:, :, :, dst] += thr(strip, x[:, :, :, dst], 0)
+        return out, None
 
 
 def _is_channels_last(x: torch.Tensor) -> bool:

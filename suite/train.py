@@ -14,6 +14,8 @@ no gradient and are not given to the optimizer.
 - ``checkpoint``: written atomically after every epoch (rank 0); ``resume=True`` continues after
   the last finished epoch, giving the same final weights as an uninterrupted run.
 - ``bf16``: autocast to bfloat16 on CUDA (ignored on CPU). channels_last memory format.
+- The process keeps freed host memory for reuse (:func:`suite.memory.keep_freed_memory`), so
+  the tensors of every step after the first are not page-faulted and zero-filled again.
 
 :func:`train_base` is ``turbtl train``: it reads ``DIR/fdns/<system>.zarr``, trains, evaluates the
 test split against the physics closures of ``solver.closures`` and writes ``DIR/models/base/``.
@@ -38,6 +40,7 @@ from solver.atomic import write_bytes_atomic
 
 from . import ddp as D
 from . import layout
+from .memory import keep_freed_memory
 from .dataset import FDNSData, SplitTensors, batch_indices, denormalize
 from .errors import DataError, UsageError
 from .metrics import evaluate
@@ -154,6 +157,7 @@ def fit(model: ClosureCNN, train: SplitTensors, val: SplitTensors | None, settin
     """
     env = env or D.DistEnv(0, 1, 0, torch.device("cpu"), None, "none")
     device = env.device
+    keep_freed_memory()  # no page faults on each step's fresh activations (suite/memory.py)
     fmt = memory_format(device, settings.channels_last)
     model.to(device=device, memory_format=fmt)
     params = [p for p in model.parameters() if p.requires_grad]

@@ -144,7 +144,11 @@ def test_gemm_peak_takes_the_fastest_route_and_the_conv_route_is_the_same_produc
     x, w = _conv1x1_operands(a, b)
     got = F.conv2d(x, w).reshape(48, 48).t()
     assert torch.allclose(got, a @ b, rtol=1e-4, atol=1e-4)
-    r = gemm_rates("cpu", n=256, repeats=2)
-    assert set(r) == {"mm", "conv1x1"} and all(v > 0 for v in r.values())
-    monkeypatch.setattr(th, "gemm_rates", lambda *a, **k: {"mm": 180.0, "conv1x1": 400.0})
-    assert gemm_peak("cpu") == 400.0
+    r = gemm_rates("cpu", n=256, repeats=2, conv=(2, 8, 16, 3))
+    assert set(r) == {"mm", "conv1x1", "conv"} and all(v > 0 for v in r.values())
+    # the dense-convolution route: a bare, unpadded forward convolution of 2 k² C² size² batch FLOPs
+    call, flops = th._conv_route("cpu", 2, 8, 16, 3)
+    out = call()
+    assert tuple(out.shape) == (2, 8, 16, 16) and flops == 2 * 9 * 8 * 8 * 16 * 16 * 2
+    monkeypatch.setattr(th, "gemm_rates", lambda *a, **k: {"mm": 180.0, "conv1x1": 400.0, "conv": 480.0})
+    assert gemm_peak("cpu") == 480.0
