@@ -137,10 +137,11 @@ def measure_step_vs_floor(n: int, backend: str = "numpy", dtype: str = "float64"
                           stepper: str = "ab2cn", planner: str = FLOOR_PLANNER) -> dict:
     """Time one forced-turbulence step (2/3 rule, advective Jacobian) against the FFT floor.
 
-    The floor (numpy backend with pyFFTW): :class:`FFTFloor`, raw pyFFTW plans of the 4 inverse +
-    1 forward full 2D transforms of a step (``planner``, the step's threads, input destruction
-    allowed, the restoring copies timed apart and excluded; ``copy_ms`` reports them). Other
-    backends (torch): the same 5 full transforms planned by the backend itself. Second, named
+    The floor on CPU with pyFFTW (numpy backend, and torch backend on CPU): :class:`FFTFloor`, raw
+    pyFFTW plans of the 4 inverse + 1 forward full 2D transforms of a step (``planner``, the step's
+    threads, input destruction allowed, the restoring copies timed apart and excluded; ``copy_ms``
+    reports them). Otherwise (CUDA, or no pyFFTW): the same 5 full transforms planned by the
+    backend itself. Second, named
     ratio: ``ratio_to_pruned``, the step over the solver's own *pruned* transforms (columns the
     2/3 rule zeroes skipped, exactly as the step calls them, inputs restored outside the timing).
 
@@ -153,7 +154,8 @@ def measure_step_vs_floor(n: int, backend: str = "numpy", dtype: str = "float64"
     eq = Equation(g, Parameters(re=2e4, mu=0.1), forcing=make_forcing(g, "cos-xy", kf=4))
     st = make_stepper(stepper, eq, dt=1e-4)
     state = st.init_state(random_field(g, kp=10, seed=0))
-    fftw = be.name == "numpy" and getattr(be, "_fftw", None) is not None
+    # on CPU the floor is FFTW's whichever backend steps (torch's own CPU FFT is no floor: slower)
+    fftw = getattr(be, "device", "cpu") == "cpu" and getattr(be, "_fftw", None) is not None
     pristine = be.copy(state.omega_hat)
     specs = [be.zeros_spectral() for _ in range(4)]
     phys = [be.zeros_physical() for _ in range(4)]

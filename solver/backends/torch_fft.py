@@ -1,10 +1,18 @@
-"""The serial torch backend: torch tensors on CPU or CUDA (torch.fft; cuFFT on GPU)."""
+"""The serial torch backend: torch tensors on CPU or CUDA (torch.fft; cuFFT on GPU).
+
+On CPU the *planned* transforms of the hot loop (:meth:`TorchFFT.plan_rfft2`,
+:meth:`TorchFFT.plan_irfft2`) run as FFTW plans (pyFFTW) on the tensors' own memory when pyFFTW
+is installed: torch's CPU FFT (MKL's, in the PyPI wheels) runs several times slower than FFTW on
+the same transforms here (``bench/solver_harness.py`` measures the step against the FFTW floor).
+The tensors stay torch tensors; only the transform is FFTW's, with the numpy backend's planner,
+wisdom and threads. ``use_fftw=False`` keeps torch.fft everywhere."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..errors import ParameterError
-from .base import FFTBackend, default_threads
+from .base import FFTBackend, default_planner, default_threads, fftw_plan
+from .numpy_fft import _pyfftw
 
 
 class TorchFFT(FFTBackend):
@@ -12,7 +20,8 @@ class TorchFFT(FFTBackend):
 
     name = "torch"
 
-    def __init__(self, n: int, dtype: str = "float64", device: str = "cpu", threads: int = 0):
+    def __init__(self, n: int, dtype: str = "float64", device: str = "cpu", threads: int = 0,
+                 use_fftw: bool | None = None):
         import torch  # heavy: loaded only when a torch backend is built
         self.torch = torch
         if device == "auto":
@@ -28,15 +37,34 @@ class TorchFFT(FFTBackend):
         if self.device == "cpu" and threads:
             torch.set_num_threads(threads)
         self.xp = torch
+        # FFTW plans for the planned transforms on CPU (see the module doc)
+        self._fftw = _pyfftw() if (self.device == "cpu" and use_fftw in (None, True)) else None
+        if use_fftw and self._fftw is None:
+            raise ParameterError("use_fftw=True needs pyFFTW and device='cpu'", name="backend")
+        self.planner = default_planner() if self._fftw is not None else None
         self._setup_layout(n, slice(0, n), slice(0, n // 2 + 1))
+
+    @property
+    def library(self) -> str:
+        lib = f"torch {self.torch.__version__}"
+        if self._fftw is not None:
+            lib += f" + pyFFTW {self._fftw.__version__} plans ({self.planner})"
+        return lib
+
+    def _fftw_views(self, src, dst):
+        """numpy views of ``src`` and ``dst`` when FFTW may transform them in place of torch.fft
+        (CPU, contiguous, pyFFTW installed), else None."""
+        if self._fftw is None or not (src.is_contiguous() and dst.is_contiguous()):
+            return None
+        return src.numpy(), dst.numpy()
 
     def describe(self) -> dict:
         th = {"threads": self.torch.get_num_threads()} if self.device == "cpu" else {}
-        return super().describe() | {"library": f"torch {self.torch.__version__}"} | th
+        return super().describe() | {"library": self.library} | th
 
     def summary(self) -> str:
         th = f", {self.torch.get_num_threads()} threads" if self.device == "cpu" else ""
-        return f"torch {self.torch.__version__} n={self.n} {self.dtype_name} on {self.device}{th}"
+        return f"{self.library} n={self.n} {self.dtype_name} on {self.device}{th}"
 
     def rfft2(self, u, out=None):
         res = self.torch.fft.rfft2(u)
@@ -53,10 +81,18 @@ class TorchFFT(FFTBackend):
         return out
 
     def plan_rfft2(self, src, dst, kx_stop=None):
+        """``dst = rfft2(src)``: an FFTW plan on CPU (module doc), else torch.fft. All columns."""
+        views = self._fftw_views(src, dst)
+        if views is not None:
+            return fftw_plan(*views, (-2, -1), True, self.planner, self.threads).execute
         fft = self.torch.fft.rfft2
         return lambda: fft(src, out=dst)
 
     def plan_irfft2(self, src, dst, kx_stop=None):
+        """``dst = n**2 irfft2(src)`` (may overwrite ``src``): an FFTW plan on CPU, else torch.fft."""
+        views = self._fftw_views(src, dst)
+        if views is not None:
+            return fftw_plan(*views, (-2, -1), False, self.planner, self.threads).execute
         ifft, s = self.torch.fft.irfft2, (self.n, self.n)
         return lambda: ifft(src, s=s, norm="forward", out=dst)
 
