@@ -4,7 +4,8 @@ The case is the solver's own benchmark case (``bench/solver_harness.py: measure_
 turbulence at Re 2e4, kf 4, AB2-CN, 2/3 rule, dt 1e-4, from a random-phase field. The floor (issue
 21, docs/benchmarks.md "The solver's FFT floor"): 4 inverse c2r + 1 forward r2c full 2D transforms
 as raw pyFFTW ``FFTW`` objects (FFTW_MEASURE, the step's threads, aligned, input destruction
-allowed, the restoring copies excluded); for torch the backend's own 5 full transforms. Step and
+allowed, the restoring copies excluded), for the torch backend on CPU too; on CUDA the backend's own
+5 full transforms (cuFFT). Step and
 floor are interleaved step by step in the same process (so load from other processes hits both
 alike). The batched-member path (the ``small`` preset: 6 members at 128²) is tracked against the
 batched floor.
