@@ -52,6 +52,10 @@ class FFTFloor:
     (``planner``, default ``FFTW_MEASURE``; ``threads`` as the step; ``FFTW_DESTROY_INPUT`` on
     the c2r), over ``batch`` members in one batched plan each.
 
+    Two ways of running the 4 inverses are timed at every ``floor()``, on the same buffers: 4
+    separate plans, and one plan batched over the 4 inputs (FFTW's vector loop over them is faster
+    at some sizes); the faster of the two counts for that step (``wins`` counts which way won).
+
     The c2r destroy their input, so before each of them its input is restored from a pristine copy
     (the step's spectral state); those copies are timed *separately* (``copy_s``) and are not part
     of the floor. Plans are made with the process's FFTW wisdom set aside (exported, forgotten,
@@ -72,15 +76,20 @@ class FFTFloor:
         if init is None:
             init = rng.standard_normal(shp_s) + 1j * rng.standard_normal(shp_s)
         self.pristine[...] = init
-        self.spec = [pyfftw.empty_aligned(shp_s, dtype=cplx) for _ in range(4)]
-        self.phys = [pyfftw.empty_aligned(shp_p, dtype=real) for _ in range(4)]
+        # the 4 inputs and outputs stacked: one plan batched over them, or 4 plans on their views
+        self.spec4 = pyfftw.empty_aligned((4,) + shp_s, dtype=cplx)
+        self.phys4 = pyfftw.empty_aligned((4,) + shp_p, dtype=real)
+        self.spec, self.phys = list(self.spec4), list(self.phys4)
         self.out = pyfftw.empty_aligned(shp_s, dtype=cplx)
+        self.wins = {"separate": 0, "batched": 0}
         saved = pyfftw.export_wisdom()
         pyfftw.forget_wisdom()
         try:
             self.inv = [pyfftw.FFTW(s, p, axes=(-2, -1), direction="FFTW_BACKWARD",
                                     flags=(planner, "FFTW_DESTROY_INPUT"), threads=threads)
                         for s, p in zip(self.spec, self.phys)]
+            self.inv4 = pyfftw.FFTW(self.spec4, self.phys4, axes=(-2, -1), direction="FFTW_BACKWARD",
+                                    flags=(planner, "FFTW_DESTROY_INPUT"), threads=threads)
             self.fwd = pyfftw.FFTW(self.phys[0], self.out, axes=(-2, -1), direction="FFTW_FORWARD",
                                    flags=(planner,), threads=threads)
         finally:
@@ -95,25 +104,39 @@ class FFTFloor:
             p *= scale
 
     def floor(self) -> tuple[float, float]:
+        """One floor step: (transform seconds, copy seconds), the 4 inverses the faster way."""
+        separate, batched = self.inverses(batched=False), self.inverses(batched=True)
+        best = min(separate, batched)
+        self.wins["separate" if best is separate else "batched"] += 1
+        t0 = time.perf_counter()
+        self.fwd.execute()
+        return best[0] + time.perf_counter() - t0, best[1]
+
+    def inverses(self, batched: bool) -> tuple[float, float]:
+        """The 4 inverses, as one batched plan or 4 plans: (transform seconds, copy seconds)."""
         clock = time.perf_counter
+        if batched:
+            t0 = clock()
+            for s in self.spec:
+                np.copyto(s, self.pristine)
+            t1 = clock()
+            self.inv4.execute()
+            return clock() - t1, t1 - t0
         t_fft = t_copy = 0.0
         for s, f in zip(self.spec, self.inv):
             t0 = clock()
             np.copyto(s, self.pristine)
             t1 = clock()
             f.execute()
-            t2 = clock()
             t_copy += t1 - t0
-            t_fft += t2 - t1
-        t0 = clock()
-        self.fwd.execute()
-        t_fft += clock() - t0
+            t_fft += clock() - t1
         return t_fft, t_copy
 
     def describe(self) -> str:
         import pyfftw
         b = f" x{self.batch}" if self.batch else ""
-        return (f"pyFFTW {pyfftw.__version__} FFTW objects{b}: 4 c2r (DESTROY_INPUT) + 1 r2c, "
+        return (f"pyFFTW {pyfftw.__version__} FFTW objects{b}: 4 c2r (DESTROY_INPUT; 4 plans or one "
+                f"batched over the 4, the faster each step: {self.wins}) + 1 r2c, "
                 f"{self.planner}, {self.threads} threads, aligned")
 
 
@@ -139,11 +162,12 @@ def measure_step_vs_floor(n: int, backend: str = "numpy", dtype: str = "float64"
 
     The floor on CPU with pyFFTW (numpy backend, and torch backend on CPU): :class:`FFTFloor`, raw
     pyFFTW plans of the 4 inverse + 1 forward full 2D transforms of a step (``planner``, the step's
-    threads, input destruction allowed, the restoring copies timed apart and excluded; ``copy_ms``
-    reports them). Otherwise (CUDA, or no pyFFTW): the same 5 full transforms planned by the
-    backend itself. Second, named
-    ratio: ``ratio_to_pruned``, the step over the solver's own *pruned* transforms (columns the
-    2/3 rule zeroes skipped, exactly as the step calls them, inputs restored outside the timing).
+    threads, input destruction allowed, the 4 inverses as 4 plans or one batched plan, whichever is
+    faster at each step, the restoring copies timed apart and excluded; ``copy_ms`` reports them).
+    Otherwise (CUDA, or no pyFFTW): the same 5 full transforms planned by the backend itself.
+    Second, named ratio: ``ratio_to_pruned``, the step over the solver's own *pruned* transforms
+    (columns the 2/3 rule zeroes skipped, exactly as the step calls them, inputs restored outside
+    the timing).
 
     Step, floor and pruned floor are timed interleaved step by step in the same process,
     ``repeats`` rounds of ``steps`` each; ms figures are the best single step of all (best of
@@ -221,6 +245,8 @@ def measure_step_vs_floor(n: int, backend: str = "numpy", dtype: str = "float64"
             rounds[k].append(min(r[k]))
     t_step, t_floor, t_pruned, t_copy = rounds["step"], rounds["floor"], rounds["pruned"], rounds["copy"]
     best, floor, floor_pruned = min(t_step), min(t_floor), min(t_pruned)
+    if fftw:
+        floor_name = fl.describe()  # with the count of which way of the floor won
     return {"n": n, "backend": _summary(be), "kernels": _kernels(eq).name, "threads": getattr(be, "threads", 0),
             "ms_per_step": best * 1e3, "floor_ms": floor * 1e3, "ratio": best / floor,
             "mpoints_steps_per_s": n * n / best / 1e6, "floor": floor_name,

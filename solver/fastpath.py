@@ -10,7 +10,9 @@ blocks of the spectral array that hold kept modes, in cache-sized pieces on a te
   :class:`~solver.workers.BlockRunner` of any region (:meth:`FastPath.runner`), the runner
   steppers update through (:meth:`FastPath.update_runner`) and one :class:`NonlinearPlan` per
   batch shape (:meth:`FastPath.plan`). Set ``threads``/``piece_bytes`` before the first step to
-  change how the elementwise work is cut: results are bit-identical for any choice.
+  change how the elementwise work is cut (``threads`` None, the default: the backend's threads for
+  large arrays, one thread for small ones, :meth:`FastPath.team_threads`): results are
+  bit-identical for any choice.
 - :class:`NonlinearPlan` (``equation``, ``batch``): the :class:`Workspace` (FFT plans, buffers,
   coefficient vectors, sparse corrections) and the two hot operations: :meth:`~NonlinearPlan.jacobian`
   (Ĵ into the workspace) and :meth:`~NonlinearPlan.minus_jacobian` (N = −Ĵ + F̂ into ``out``,
@@ -29,6 +31,11 @@ import numpy as np
 from .kernels import choose as choose_kernels
 from .workers import ARRAY_PIECE_BYTES, PIECE_BYTES, BlockRunner
 
+#: with ``FastPath.threads`` None, the elementwise work of arrays with fewer spectral entries than
+#: this (all members together) runs on the calling thread alone: a round of the thread team costs
+#: more than it saves there (measured: 128², 256², 6 x 128² faster on one thread; 512² alike)
+TEAM_MIN_ENTRIES = 100_000
+
 #: a forcing with more nonzero kept modes than this fraction is added densely (one pass with −Ĵ)
 DENSE_FORCING_FRACTION = 0.01
 
@@ -40,8 +47,9 @@ class FastPath:
         self.equation, self.grid, self.backend = equation, equation.grid, equation.backend
         self.dealias = equation.dealias
         self.ops = choose_kernels(self.backend)  # the hot loop's elementwise kernels
-        # threads and piece size of the elementwise work (numpy backend)
-        self.threads = self.backend.threads
+        # threads and piece size of the elementwise work (numpy backend); threads None: automatic
+        # (:meth:`team_threads`)
+        self.threads = None
         self.piece_bytes = None
         self.kept_cols = slice(0, 0)
         self.blocks = self._kept_blocks()
@@ -95,14 +103,24 @@ class FastPath:
         return out
 
     # -- runners ---------------------------------------------------------------------------------
+    def team_threads(self, batch=()) -> int:
+        """Threads of the elementwise work on arrays with leading dims ``batch``: :attr:`threads`
+        if set, else the backend's threads for arrays of at least :data:`TEAM_MIN_ENTRIES`
+        spectral entries and 1 below. Results are the same bits for any choice."""
+        if self.threads is not None:
+            return self.threads
+        members = int(np.prod(batch)) if len(batch) else 1
+        entries = members * int(np.prod(self.backend.spectral_shape))
+        return self.backend.threads if entries >= TEAM_MIN_ENTRIES else 1
+
     def runner(self, batch=(), *regions: str) -> BlockRunner:
         """The :class:`~solver.workers.BlockRunner` over ``regions`` (default "kept") for arrays
         with leading dims ``batch``: "kept" (:attr:`blocks`), "exact" (those blocks cut to the kept
         columns), "zero" (:meth:`zero_blocks`) or "physical" (all rows of a physical array).
 
         ``runner(fn, ...)`` calls each region's ``fn(rows, cols)`` for every piece of it, all in one
-        round: the numpy backend spreads the pieces over :attr:`threads` (bit-identical for any
-        count), torch runs each block whole. ``fn`` must touch only ``[..., rows, cols]``."""
+        round: the numpy backend spreads the pieces over :meth:`team_threads` threads
+        (bit-identical for any count), torch runs each block whole. ``fn`` must touch only ``[..., rows, cols]``."""
         regions = regions or ("kept",)
         key = (tuple(batch), regions)
         if key not in self._runners:
@@ -123,7 +141,7 @@ class FastPath:
                 specs.append((blocks, width * itemsize * members))
             piece = self.piece_bytes or (PIECE_BYTES if self.ops.name == "numba" else ARRAY_PIECE_BYTES)
             numpy_be = not be.is_torch
-            self._runners[key] = BlockRunner(specs, threads=self.threads if numpy_be else 1,
+            self._runners[key] = BlockRunner(specs, threads=self.team_threads(batch) if numpy_be else 1,
                                              piece_bytes=piece if numpy_be else None)
         return self._runners[key]
 
@@ -167,9 +185,11 @@ def _sparse(backend, values: np.ndarray, pieces) -> dict:
 class Workspace:
     """Everything :class:`NonlinearPlan` reuses from one evaluation to the next."""
 
-    spec: Any                 # two spectral buffers (2, *batch, ...): the inputs of one batched inverse
+    spec: Any                 # the inputs of one batched inverse: (4, *batch, ...) ω̂_x, û, ω̂_y, v̂
+                              # (NonlinearPlan.quad), else (2, *batch, ...) two at a time
     phys: Any                 # four physical buffers (4, *batch, ...): ω_x, u, ω_y, v
-    inverse: list             # two zero-argument plans: spec -> phys[0:2], spec -> phys[2:4]
+    inverse: list             # zero-argument plans: [spec -> phys] (quad), else
+                              # [spec -> phys[0:2], spec -> phys[2:4]]
     forward: Callable         # phys[0] -> j_hat
     j_hat: Any                # Ĵ (meaningful in the kept blocks only)
     ikx: Any                  # i kx (masked column factor) / n², for ω̂_x and v̂
@@ -181,7 +201,7 @@ class Workspace:
     forcing: dict | None      # a sparse steady forcing, per piece
     forcing_dense: Any        # a dense steady forcing (backend array) or None
     kept: BlockRunner         # pieces of the kept blocks
-    spectral: BlockRunner     # kept, zero, zero: one round making a spectral pair
+    spectral: BlockRunner     # kept, zero (quad) or kept, zero, zero: one round making the inputs
     physical: BlockRunner     # pieces of the physical rows
 
 
@@ -193,35 +213,51 @@ class NonlinearPlan:
         self.equation, self.batch = equation, tuple(batch)
         self.fast: FastPath = equation.fast
         self.ops = self.fast.ops
+        from .backends.numpy_fft import NumpyFFT
+        #: all four inverse inputs in one round and one batched inverse (serial numpy backend)
+        self.quad = isinstance(equation.backend, NumpyFFT)
         self.ws = self._workspace()
 
     def _transforms(self, batch):
-        """(spec, phys, [inverse pair 0, inverse pair 1], forward, j_hat) on fresh buffers."""
+        """(spec, phys, inverse plans, forward, j_hat) on fresh buffers. The serial numpy backend
+        makes all four inverse inputs at once and transforms them in one batched FFTW plan
+        (:attr:`quad`); the others two at a time, (ω̂_x, û) then (ω̂_y, v̂)."""
         be, g = self.equation.backend, self.equation.grid
-        # two spectral inputs at a time (one batched inverse each), four physical fields
-        spec = be.zeros_spectral((2,) + batch)
-        phys = be.zeros_physical((4,) + batch)
         # the 2/3 rule zeroes every column kx > kmax: the transforms may skip them
         kx_stop = g.kmax_dealias + 1 if self.fast.dealias == "2/3" else None
+        phys = be.zeros_physical((4,) + batch)  # four physical fields: ω_x, u, ω_y, v
+        if self.quad:
+            spec = be.zeros_spectral((4,) + batch)
+            inverse = [be.plan_irfft2(spec, phys, kx_stop=kx_stop)]
+        else:
+            spec = be.zeros_spectral((2,) + batch)
 
-        def pair_inverse(dst):
-            if be.name == "numpy":  # one batched FFTW plan
-                return be.plan_irfft2(spec, dst, kx_stop=kx_stop)
-            plans = [be.plan_irfft2(spec[i], dst[i], kx_stop=kx_stop) for i in range(2)]
+            def pair_inverse(dst):
+                if be.name == "numpy":  # one batched FFTW plan
+                    return be.plan_irfft2(spec, dst, kx_stop=kx_stop)
+                plans = [be.plan_irfft2(spec[i], dst[i], kx_stop=kx_stop) for i in range(2)]
 
-            def run():  # torch's batched inverse is slower than two single ones
-                plans[0]()
-                plans[1]()
-            return run
-        inverse = [pair_inverse(phys[0:2]), pair_inverse(phys[2:4])]
+                def run():  # torch's batched inverse is slower than two single ones
+                    plans[0]()
+                    plans[1]()
+                return run
+            inverse = [pair_inverse(phys[0:2]), pair_inverse(phys[2:4])]
         j_hat = be.zeros_spectral(batch)
         forward = be.plan_rfft2(phys[0], j_hat, kx_stop=kx_stop)
         return spec, phys, inverse, forward, j_hat
+
+    def _spectral_regions(self) -> tuple:
+        """The regions of the round making the inverse inputs: the kept blocks, and the entries
+        the inverse destroys (once per buffer; none without the 2/3 rule)."""
+        if not self.fast.zero_blocks():
+            return ("kept",)
+        return ("kept", "zero") if self.quad else ("kept", "zero", "zero")
 
     def _workspace(self) -> Workspace:
         eq, fast, batch = self.equation, self.fast, self.batch
         be, g = eq.backend, eq.grid
         scale = 1.0 / (g.n * g.n)  # the planned inverse is unnormalised
+        self.spectral_regions = self._spectral_regions()
         spec, phys, inverse, forward, j_hat = self._transforms(batch)
         kept = fast.runner(batch, "kept")
         # separable masks: kept columns and kept rows (whole rows are processed, see FastPath)
@@ -248,7 +284,7 @@ class NonlinearPlan:
             # everywhere) in the same pass as the sign of Ĵ
             forcing=None if forcing is None else _sparse(be, forcing, kept.pieces),
             forcing_dense=None,
-            kept=kept, spectral=fast.runner(batch, "kept", "zero", "zero"),
+            kept=kept, spectral=fast.runner(batch, *self.spectral_regions),
             physical=fast.runner(batch, "physical"))
         if ws.forcing is not None:
             nnz = sum(len(v[0]) for v in ws.forcing.values())
@@ -261,18 +297,36 @@ class NonlinearPlan:
         """Ĵ = FFT(u ω_x + v ω_y) into ``ws.j_hat`` (meaningful in the kept blocks only), returned:
         4 planned inverse FFTs and 1 forward, 5 real FFTs in all.
 
-        A pair of spectral buffers feeds two batched inverses, (ω̂_x, û) then (ω̂_y, v̂), each
-        pair made in one pass over ω̂; four physical buffers hold the fields, multiplied in one
-        pass: four rounds of elementwise work in all, each in pieces."""
+        :attr:`quad`: the four spectral inputs made in one pass over ω̂, one batched inverse of all
+        four; else a pair of spectral buffers feeds two batched inverses, (ω̂_x, û) then (ω̂_y, v̂),
+        each pair made in one pass over ω̂. Four physical buffers hold the fields, multiplied in
+        one pass: three (quad) or four rounds of elementwise work in all, each in pieces."""
         K, ws = self.ops, self.ws
-        (sa, sb), (p0, p1, p2, p3), inv = ws.spec, ws.phys, ws.inverse
+        spec, (p0, p1, p2, p3), inv = ws.spec, ws.phys, ws.inverse
         ikx, iky, inv_k2, neg_inv_k2, removed = ws.ikx, ws.iky, ws.inv_k2, ws.neg_inv_k2, ws.removed
 
         def fix(r, c):  # entries of the piece the mask removes (mean, Nyquist): zero
             m = removed.get((r.start, c.start))
             if m is not None:
-                for s in (sa, sb):
-                    s[..., r, c][..., m[0], m[1]] = 0
+                spec[..., r, c][..., m[0], m[1]] = 0
+
+        def product(r, c):  # u ω_x + v ω_y
+            K.dot2(p0, p1, p2, p3, r, c)
+
+        if self.quad:
+            def inputs(r, c):  # ω̂_x = i kx ω̂, û = i ky ω̂ / k², ω̂_y = i ky ω̂, v̂ = -i kx ω̂ / k²
+                K.fields4(omega_hat, ikx, iky, inv_k2, neg_inv_k2, spec, r, c)
+                fix(r, c)
+
+            def zero(r, c):
+                K.zero(spec, r, c)
+
+            ws.spectral(inputs, *[zero] * (len(self.spectral_regions) - 1))
+            inv[0]()                                      # p0, p1, p2, p3 = ω_x, u, ω_y, v
+            ws.physical(product)
+            ws.forward()
+            return ws.j_hat
+        sa, sb = spec
 
         def zero_a(r, c):
             K.zero(sa, r, c)
@@ -288,12 +342,10 @@ class NonlinearPlan:
             K.pair_y(omega_hat, ikx, iky, neg_inv_k2, sa, sb, r, c)
             fix(r, c)
 
-        def product(r, c):  # u ω_x + v ω_y
-            K.dot2(p0, p1, p2, p3, r, c)
-
-        ws.spectral(omega_x_and_u, zero_a, zero_b)
+        zeros = [zero_a, zero_b] if len(self.spectral_regions) == 3 else []
+        ws.spectral(omega_x_and_u, *zeros)
         inv[0]()                                          # p0, p1 = ω_x, u
-        ws.spectral(omega_y_and_v, zero_a, zero_b)
+        ws.spectral(omega_y_and_v, *zeros)
         inv[1]()                                          # p2, p3 = ω_y, v
         ws.physical(product)
         ws.forward()

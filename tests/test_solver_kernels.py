@@ -222,3 +222,74 @@ def test_extra_term_with_unmasked_output_leaves_the_removed_modes_alone(kind, mo
         outside = eq.grid.host.dealias == 0
         assert not w[np.broadcast_to(outside, w.shape)].any()
         assert w[np.broadcast_to(~outside, w.shape)].all()
+
+
+# -- the serial numpy step: four inverse inputs in one round, one batched inverse (issue 21) ------
+
+@needs_numba
+@pytest.mark.parametrize("batch", [(), (3,)])
+def test_fields4_makes_the_inputs_of_pair_x_and_pair_y_bit_for_bit(batch):
+    rng = np.random.default_rng(11)
+    n, m = 20, 11
+
+    def c(*shape):
+        return rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+    w, vx, vy, q = c(*batch, n, m), c(1, m), c(n, 1), rng.standard_normal((n, m))
+    pieces = [(slice(0, 7), slice(0, 7)), (slice(14, 20), slice(0, 7)), (slice(3, 5), slice(2, 11))]
+    for op in (K.ArrayOps(np), K.NumbaOps()):
+        ref, got = np.zeros((4, *batch, n, m), complex), np.zeros((4, *batch, n, m), complex)
+        for r, cc in pieces:
+            op.pair_x(w, vx, vy, q, ref[0], ref[1], r, cc)
+            op.pair_y(w, vx, vy, -q, ref[2], ref[3], r, cc)
+            op.fields4(w, vx, vy, q, -q, got, r, cc)
+        assert np.array_equal(got, ref), op.name
+
+
+@pytest.mark.parametrize("stepper", ["ab2cn", "rk3cn"])
+@pytest.mark.parametrize("batch", [None, 3])
+def test_serial_numpy_step_batches_its_four_inverses_and_agrees_with_the_pairs(stepper, batch, monkeypatch):
+    """The serial numpy backend makes the 4 inverse inputs in one round and transforms them in one
+    batched plan (``NonlinearPlan.quad``); the pairwise rounds the other backends use (forced here by
+    hiding the NumpyFFT class) give the same run to rounding."""
+    from solver.backends import numpy_fft
+    shape = (batch,) if batch else ()
+    a, eq = _run(n=48, steps=20, stepper=stepper, batch=batch)
+    plan = eq.fast.plan(shape)
+    assert plan.quad and len(plan.ws.inverse) == 1 and plan.ws.spec.shape[:1] == (4,)
+    assert plan.spectral_regions == ("kept", "zero")
+    monkeypatch.setattr(numpy_fft, "NumpyFFT", type("NotNumpyFFT", (), {}))
+    b, eq2 = _run(n=48, steps=20, stepper=stepper, batch=batch)
+    plan2 = eq2.fast.plan(shape)
+    assert not plan2.quad and len(plan2.ws.inverse) == 2 and plan2.ws.spec.shape[:1] == (2,)
+    assert abs(a - b).max() <= 1e-13 * abs(a).max()
+
+
+def test_elementwise_work_of_small_arrays_runs_on_the_calling_thread():
+    from solver.fastpath import TEAM_MIN_ENTRIES
+
+    def equation(threads=None):
+        g = Grid(64, backend=make_backend(64, threads=2))
+        eq = Equation(g, Parameters(re=3e3, mu=0.1), forcing=make_forcing(g, "cos-xy", kf=4))
+        if threads is not None:
+            eq.fast.threads = threads
+        return eq
+    eq = equation()
+    big = (TEAM_MIN_ENTRIES // (64 * 33) + 1,)
+    assert eq.fast.threads is None and eq.fast.team_threads() == 1 and eq.fast.team_threads(big) == 2
+    assert eq.fast.runner().team is None and eq.fast.runner(big).team is not None
+    eq3 = equation(3)
+    assert eq3.fast.team_threads() == 3 and eq3.fast.runner().team is not None
+
+
+def test_fft_floor_takes_the_faster_way_of_its_four_inverses():
+    pytest.importorskip("pyfftw")
+    from bench.solver_harness import FFTFloor
+    fl = FFTFloor(16, 1)
+    fl.inverses(batched=False)
+    separate = [p.copy() for p in fl.phys]
+    fl.inverses(batched=True)
+    for a, b in zip(separate, fl.phys):  # the same transforms of the same inputs either way
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-12 * abs(a).max())
+    t_fft, t_copy = fl.floor()
+    assert t_fft > 0 and t_copy > 0 and sum(fl.wins.values()) == 1
+    assert "batched over the 4" in fl.describe()
