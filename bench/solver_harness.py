@@ -157,7 +157,7 @@ def _spread(xs) -> float:
 
 def measure_step_vs_floor(n: int, backend: str = "numpy", dtype: str = "float64", steps: int = 20,
                           threads: int = 0, repeats: int = 5, device: str = "cpu",
-                          stepper: str = "ab2cn", planner: str = FLOOR_PLANNER) -> dict:
+                          stepper: str = "ab2cn", planner: str = FLOOR_PLANNER, order: str = "blocks") -> dict:
     """Time one forced-turbulence step (2/3 rule, advective Jacobian) against the FFT floor.
 
     The floor on CPU with pyFFTW (numpy backend, and torch backend on CPU): :class:`FFTFloor`, raw
@@ -169,10 +169,15 @@ def measure_step_vs_floor(n: int, backend: str = "numpy", dtype: str = "float64"
     (columns the 2/3 rule zeroes skipped, exactly as the step calls them, inputs restored outside
     the timing).
 
-    Step, floor and pruned floor are timed interleaved step by step in the same process,
-    ``repeats`` rounds of ``steps`` each; ms figures are the best single step of all (best of
-    ``repeats * steps``: on a shared machine the least disturbed one), ``spread_*`` the
-    (max - min)/min of the rounds' bests, ``load`` the 1-min load average at the end."""
+    Step, floor and pruned floor are timed in the same process, ``repeats`` rounds of ``steps``
+    each of the three; ``order="blocks"`` (default): in each round ``steps`` steps back to back,
+    then as many floor steps, then as many pruned ones, so that each runs as it would in a loop of
+    its own (warm caches: interleaving single steps made each evict the other's data, about 1 ms
+    of a 512² step); ``order="steps"``: interleaved step by step. ms figures are the best single
+    step of all (best of ``repeats * steps``: on a shared machine the least disturbed one),
+    ``spread_*`` the (max - min)/min of the rounds' bests, ``load`` the 1-min load average at the end."""
+    if order not in ("blocks", "steps"):
+        raise ValueError(f"order = {order!r}: must be blocks or steps")
     be = make_backend(n, backend=backend, dtype=dtype, device=device, threads=threads)
     g = Grid(n, backend=be)
     eq = Equation(g, Parameters(re=2e4, mu=0.1), forcing=make_forcing(g, "cos-xy", kf=4))
@@ -230,17 +235,29 @@ def measure_step_vs_floor(n: int, backend: str = "numpy", dtype: str = "float64"
         st(state)
         floor_step()
         pruned_step()
-    # interleaved step by step, so that load from other processes hits all three alike; on a
+    # alternated in every round, so that load from other processes hits all three alike; on a
     # shared machine the best single step of each is the figure (the rounds' bests give the spread)
     rounds = {"step": [], "floor": [], "pruned": [], "copy": []}
+
+    def floor_once(r):
+        f, c = floor_step()
+        r["floor"].append(f)
+        r["copy"].append(c)
+
     for _ in range(repeats):
         r = {k: [] for k in rounds}
-        for _ in range(steps):
-            r["step"].append(one_step())
-            f, c = floor_step()
-            r["floor"].append(f)
-            r["copy"].append(c)
-            r["pruned"].append(pruned_step()[0])
+        if order == "steps":
+            for _ in range(steps):
+                r["step"].append(one_step())
+                floor_once(r)
+                r["pruned"].append(pruned_step()[0])
+        else:
+            for _ in range(steps):
+                r["step"].append(one_step())
+            for _ in range(steps):
+                floor_once(r)
+            for _ in range(steps):
+                r["pruned"].append(pruned_step()[0])
         for k in rounds:
             rounds[k].append(min(r[k]))
     t_step, t_floor, t_pruned, t_copy = rounds["step"], rounds["floor"], rounds["pruned"], rounds["copy"]
@@ -252,15 +269,18 @@ def measure_step_vs_floor(n: int, backend: str = "numpy", dtype: str = "float64"
             "mpoints_steps_per_s": n * n / best / 1e6, "floor": floor_name,
             "copy_ms": min(t_copy) * 1e3, "pruned_floor_ms": floor_pruned * 1e3,
             "ratio_to_pruned": best / floor_pruned, "spread_step": _spread(t_step),
-            "spread_floor": _spread(t_floor), "repeats": repeats, "steps": steps, "load": _load()}
+            "spread_floor": _spread(t_floor), "repeats": repeats, "steps": steps, "order": order,
+            "load": _load()}
 
 
 def measure_batched_vs_floor(n: int = 128, members: int = 6, steps: int = 20, threads: int = 0,
-                             repeats: int = 5, planner: str = FLOOR_PLANNER) -> dict:
+                             repeats: int = 5, planner: str = FLOOR_PLANNER, order: str = "blocks") -> dict:
     """The batched-member path (the ``small`` preset's ensembles: ``members`` of one system in
     lockstep on one numpy backend, :class:`solver.ensemble.Ensemble`) against the batched floor
     (:class:`FFTFloor` over ``members``: one batched plan per transform). Interleaved rounds as in
-    :func:`measure_step_vs_floor`; figures in members*steps/s and the ratio of times."""
+    :func:`measure_step_vs_floor` (``order`` too); figures in members*steps/s and the ratio of times."""
+    if order not in ("blocks", "steps"):
+        raise ValueError(f"order = {order!r}: must be blocks or steps")
     threads = threads or make_backend(16).threads
     system = SimpleNamespace(re=2e4, mu=0.1, beta=0.0, hyperviscosity=0.0, hyper_order=2, forcing="cos-xy",
                              kf=4.0, eps=0.0, kp=10.0, init_energy=0.5, init="random")
@@ -272,13 +292,18 @@ def measure_batched_vs_floor(n: int = 128, members: int = 6, steps: int = 20, th
     for _ in range(3):
         fl.floor()
     t_step, t_floor = [], []
+
+    def step():
+        t0 = time.perf_counter()
+        run.advance(1)
+        return time.perf_counter() - t0
+
     for _ in range(repeats):
-        ts, tf = [], []
-        for _ in range(steps):
-            t0 = time.perf_counter()
-            run.advance(1)
-            ts.append(time.perf_counter() - t0)
-            tf.append(fl.floor()[0])
+        if order == "steps":
+            ts, tf = zip(*[(step(), fl.floor()[0]) for _ in range(steps)])
+        else:
+            ts = [step() for _ in range(steps)]
+            tf = [fl.floor()[0] for _ in range(steps)]
         t_step.append(min(ts))
         t_floor.append(min(tf))
     best, floor = min(t_step), min(t_floor)
@@ -286,7 +311,7 @@ def measure_batched_vs_floor(n: int = 128, members: int = 6, steps: int = 20, th
             "members_steps_per_s": members / best, "floor_members_steps_per_s": members / floor,
             "ms_per_step": best * 1e3, "floor_ms": floor * 1e3, "ratio": best / floor,
             "floor": fl.describe(), "spread_step": _spread(t_step), "spread_floor": _spread(t_floor),
-            "load": _load()}
+            "order": order, "load": _load()}
 
 
 def bench_steps(n: int, steps: int, comm=None, *, members: int = 1, ranks_per_member: int | None = None,

@@ -152,3 +152,20 @@ def test_gemm_peak_takes_the_fastest_route_and_the_conv_route_is_the_same_produc
     assert tuple(out.shape) == (2, 8, 16, 16) and flops == 2 * 9 * 8 * 8 * 16 * 16 * 2
     monkeypatch.setattr(th, "gemm_rates", lambda *a, **k: {"mm": 180.0, "conv1x1": 400.0, "conv": 480.0})
     assert gemm_peak("cpu") == 480.0
+
+
+def test_step_vs_floor_orders_measure_the_same_work():
+    """Both timing orders of the solver harness (blocks of back-to-back steps, or single steps
+    interleaved) give positive times and a ratio that is their quotient; an unknown order is
+    refused before anything runs."""
+    from bench.solver_harness import measure_batched_vs_floor, measure_step_vs_floor
+    for order in ("blocks", "steps"):
+        r = measure_step_vs_floor(32, steps=3, repeats=2, order=order)
+        assert r["order"] == order and r["ms_per_step"] > 0 and r["floor_ms"] > 0
+        assert r["ratio"] == pytest.approx(r["ms_per_step"] / r["floor_ms"])
+        b = measure_batched_vs_floor(n=32, members=2, steps=2, repeats=1, order=order)
+        assert b["order"] == order and b["ratio"] == pytest.approx(b["ms_per_step"] / b["floor_ms"])
+    with pytest.raises(ValueError, match="order"):
+        measure_step_vs_floor(32, order="interleaved")
+    with pytest.raises(ValueError, match="order"):
+        measure_batched_vs_floor(n=32, order="interleaved")
