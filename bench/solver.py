@@ -93,7 +93,9 @@ class StepVsFloor:
         for device in DEVICES:
             if device == "cuda" and not cuda_available():
                 continue
-            for backend in BACKENDS:
+            # torch first: a torch CPU step in a process that had already run numpy-backend steps
+            # ran up to 10x slower here (cause not found; docs/benchmarks.md), the reverse did not
+            for backend in sorted(BACKENDS, key=lambda b: b != "torch"):
                 if backend == "numpy" and device != "cpu":
                     continue
                 for dtype in DTYPES:

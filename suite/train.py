@@ -15,7 +15,7 @@ no gradient and are not given to the optimizer.
   the last finished epoch, giving the same final weights as an uninterrupted run.
 - ``bf16``: autocast to bfloat16 on CUDA (ignored on CPU). channels_last memory format.
 - The process keeps freed host memory for reuse (:func:`suite.memory.keep_freed_memory`), so
-  the tensors of every step after the first are not page-faulted and zero-filled again.
+  the tensors of the steps after the first few are not page-faulted and zero-filled again.
 
 :func:`train_base` is ``turbtl train``: it reads ``DIR/fdns/<system>.zarr``, trains, evaluates the
 test split against the physics closures of ``solver.closures`` and writes ``DIR/models/base/``.
@@ -40,9 +40,9 @@ from solver.atomic import write_bytes_atomic
 
 from . import ddp as D
 from . import layout
-from .memory import keep_freed_memory
 from .dataset import FDNSData, SplitTensors, batch_indices, denormalize
 from .errors import DataError, UsageError
+from .memory import keep_freed_memory
 from .metrics import evaluate
 from .model import ClosureCNN, model_from_config, save_model
 from .provenance import provenance
