@@ -4,10 +4,10 @@ The case is the solver's own benchmark case (``bench/solver_harness.py: measure_
 turbulence at Re 2e4, kf 4, AB2-CN, 2/3 rule, dt 1e-4, from a random-phase field. The floor (issue
 21, docs/benchmarks.md "The solver's FFT floor"): 4 inverse c2r + 1 forward r2c full 2D transforms
 as raw pyFFTW ``FFTW`` objects (FFTW_MEASURE, the step's threads, aligned, input destruction
-allowed, the restoring copies excluded), for the torch backend on CPU too; on CUDA the backend's own
-5 full transforms (cuFFT). Step and
-floor are interleaved step by step in the same process (so load from other processes hits both
-alike). The batched-member path (the ``small`` preset: 6 members at 128²) is tracked against the
+allowed, the restoring copies excluded; the 4 inverses as 4 plans or one batched plan, whichever is
+faster), for the torch backend on CPU too; on CUDA the backend's own 5 full transforms (cuFFT).
+Step and floor alternate in blocks of back-to-back steps within every round, in the same process
+(so load from other processes hits both alike, and each runs with warm caches). The batched-member path (the ``small`` preset: 6 members at 128²) is tracked against the
 batched floor.
 """
 from __future__ import annotations
@@ -75,9 +75,30 @@ def _tracked(n, backend, dtype, device, threads) -> bool:
     return not (n == 128 and backend != "numpy")
 
 
+def _fresh_process_case(n, backend, dtype, device, steps, repeats, threads) -> dict:
+    """``measure_step_vs_floor`` of one case in a fresh Python process (OMP_NUM_THREADS=threads).
+
+    Cases share nothing: in one process, a torch CPU step after numpy-backend steps ran up to ten
+    times slower here, and numpy's 2-thread cases after torch's 1-thread ones ran as on one thread
+    (thread pools and their settings are process-wide; docs/benchmarks.md)."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from .common import run
+    root = str(Path(__file__).resolve().parents[1])
+    code = (f"import json, sys; sys.path.insert(0, {root!r}); "
+            "from bench.solver_harness import measure_step_vs_floor as m; "
+            f"print(json.dumps(m({n}, backend={backend!r}, dtype={dtype!r}, device={device!r}, "
+            f"steps={steps}, repeats={repeats}, threads={threads})))")
+    out = run([sys.executable, "-P", "-c", code], timeout=1800, threads=threads)
+    return json.loads(out.strip().splitlines()[-1])
+
+
 class StepVsFloor:
     """ms/step, Mpoints*steps/s, the floor's ms and the ratio step/FFT floor, all sizes incl.
-    2048², on 1 and 2 threads (one ``measure_step_vs_floor`` per case, shared by the tracks);
+    2048², on 1 and 2 threads (one ``measure_step_vs_floor`` per case, each in a fresh process,
+    shared by the tracks);
     also the step over the solver's own pruned transforms (a second, named ratio)."""
 
     params = (TRACK_SIZES, BACKENDS, DTYPES, DEVICES, THREADS)
@@ -87,15 +108,13 @@ class StepVsFloor:
     timeout = 1800
 
     def setup_cache(self):
-        sim = require(f"{__package__}.solver_harness", "measure_step_vs_floor")
+        require(f"{__package__}.solver_harness", "measure_step_vs_floor")
         from .common import cuda_available
         out = {}
         for device in DEVICES:
             if device == "cuda" and not cuda_available():
                 continue
-            # torch first: a torch CPU step in a process that had already run numpy-backend steps
-            # ran up to 10x slower here (cause not found; docs/benchmarks.md), the reverse did not
-            for backend in sorted(BACKENDS, key=lambda b: b != "torch"):
+            for backend in BACKENDS:
                 if backend == "numpy" and device != "cpu":
                     continue
                 for dtype in DTYPES:
@@ -104,9 +123,8 @@ class StepVsFloor:
                             if not _tracked(n, backend, dtype, device, threads):
                                 continue
                             steps, repeats = _EFFORT[n] if device == "cpu" else (20, 5)
-                            out[(n, backend, dtype, device, threads)] = sim.measure_step_vs_floor(
-                                n, backend=backend, dtype=dtype, device=device, steps=steps,
-                                repeats=repeats, threads=threads)
+                            out[(n, backend, dtype, device, threads)] = _fresh_process_case(
+                                n, backend, dtype, device, steps, repeats, threads)
         return out
 
     def setup(self, cache, n, backend, dtype, device, threads):
