@@ -78,9 +78,10 @@ def _tracked(n, backend, dtype, device, threads) -> bool:
 def _fresh_process_case(n, backend, dtype, device, steps, repeats, threads) -> dict:
     """``measure_step_vs_floor`` of one case in a fresh Python process (OMP_NUM_THREADS=threads).
 
-    Cases share nothing: in one process, a torch CPU step after numpy-backend steps ran up to ten
-    times slower here, and numpy's 2-thread cases after torch's 1-thread ones ran as on one thread
-    (thread pools and their settings are process-wide; docs/benchmarks.md)."""
+    Cases share nothing, and each gets its own OMP_NUM_THREADS: in one process, a torch CPU step
+    after numpy-backend steps ran up to ten times slower here, and under the suite's
+    OMP_NUM_THREADS=1 (bench/run.sh) the 2-thread cases ran as on one thread, because pyFFTW's
+    FFTW threads here are OpenMP's (thread pools and their settings are process-wide)."""
     import json
     import sys
     from pathlib import Path
