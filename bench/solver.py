@@ -75,6 +75,21 @@ def _tracked(n, backend, dtype, device, threads) -> bool:
     return not (n == 128 and backend != "numpy")
 
 
+def _fresh_process(call: str, threads: int) -> dict:
+    """The dict ``bench.solver_harness.<call>`` returns, computed in a fresh Python process with
+    OMP_NUM_THREADS=threads (see :func:`_fresh_process_case`)."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from .common import run
+    root = str(Path(__file__).resolve().parents[1])
+    code = (f"import json, sys; sys.path.insert(0, {root!r}); import bench.solver_harness as h; "
+            f"print(json.dumps(h.{call}))")
+    out = run([sys.executable, "-P", "-c", code], timeout=1800, threads=threads)
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def _fresh_process_case(n, backend, dtype, device, steps, repeats, threads) -> dict:
     """``measure_step_vs_floor`` of one case in a fresh Python process (OMP_NUM_THREADS=threads).
 
@@ -82,18 +97,8 @@ def _fresh_process_case(n, backend, dtype, device, steps, repeats, threads) -> d
     after numpy-backend steps ran up to ten times slower here, and under the suite's
     OMP_NUM_THREADS=1 (bench/run.sh) the 2-thread cases ran as on one thread, because pyFFTW's
     FFTW threads here are OpenMP's (thread pools and their settings are process-wide)."""
-    import json
-    import sys
-    from pathlib import Path
-
-    from .common import run
-    root = str(Path(__file__).resolve().parents[1])
-    code = (f"import json, sys; sys.path.insert(0, {root!r}); "
-            "from bench.solver_harness import measure_step_vs_floor as m; "
-            f"print(json.dumps(m({n}, backend={backend!r}, dtype={dtype!r}, device={device!r}, "
-            f"steps={steps}, repeats={repeats}, threads={threads})))")
-    out = run([sys.executable, "-P", "-c", code], timeout=1800, threads=threads)
-    return json.loads(out.strip().splitlines()[-1])
+    return _fresh_process(f"measure_step_vs_floor({n}, backend={backend!r}, dtype={dtype!r}, "
+                          f"device={device!r}, steps={steps}, repeats={repeats}, threads={threads})", threads)
 
 
 class StepVsFloor:
@@ -168,8 +173,9 @@ class BatchedVsFloor:
     timeout = 600
 
     def setup_cache(self):
-        sim = require(f"{__package__}.solver_harness", "measure_batched_vs_floor")
-        return {t: sim.measure_batched_vs_floor(128, members=6, steps=40, repeats=5, threads=t)
+        require(f"{__package__}.solver_harness", "measure_batched_vs_floor")
+        # each thread count in a fresh process with its OMP_NUM_THREADS (see _fresh_process_case)
+        return {t: _fresh_process(f"measure_batched_vs_floor(128, members=6, steps=40, repeats=5, threads={t})", t)
                 for t in THREADS}
 
     def track_members_steps_per_s(self, cache, threads):
