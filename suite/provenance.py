@@ -41,7 +41,8 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "TURBTL_KERNELS", "TURBTL_FFTW_PLANNER")
+_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "TURBTL_KERNELS", "TURBTL_FFTW_PLANNER",
+               "TURBTL_KEEP_FREED_MEMORY")
 
 
 def thread_counts(config: dict | None = None) -> dict:
