@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .backends.numpy_fft import NumpyFFT
 from .kernels import choose as choose_kernels
 from .workers import ARRAY_PIECE_BYTES, PIECE_BYTES, BlockRunner
 
@@ -213,7 +214,6 @@ class NonlinearPlan:
         self.equation, self.batch = equation, tuple(batch)
         self.fast: FastPath = equation.fast
         self.ops = self.fast.ops
-        from .backends.numpy_fft import NumpyFFT
         #: all four inverse inputs in one round and one batched inverse (serial numpy backend)
         self.quad = isinstance(equation.backend, NumpyFFT)
         self.ws = self._workspace()

@@ -149,7 +149,10 @@ _COMPILED: dict = {}
 
 
 def _compile():
-    """The Numba kernels (compiled lazily, cached on disk next to this file when it is writable)."""
+    """The Numba kernels (compiled lazily, cached on disk next to this file when it is writable).
+
+    Long because it holds every kernel: they are compiled together, once, as closures over one
+    ``jit`` setting (no fastmath: the same bits as the array operations)."""
     if _COMPILED:
         return _COMPILED
     jit = _numba.njit(nogil=True, cache=True, boundscheck=False, fastmath=False)

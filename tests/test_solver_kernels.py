@@ -250,14 +250,14 @@ def test_fields4_makes_the_inputs_of_pair_x_and_pair_y_bit_for_bit(batch):
 def test_serial_numpy_step_batches_its_four_inverses_and_agrees_with_the_pairs(stepper, batch, monkeypatch):
     """The serial numpy backend makes the 4 inverse inputs in one round and transforms them in one
     batched plan (``NonlinearPlan.quad``); the pairwise rounds the other backends use (forced here by
-    hiding the NumpyFFT class) give the same run to rounding."""
-    from solver.backends import numpy_fft
+    hiding the NumpyFFT class from the hot loop) give the same run to rounding."""
+    from solver import fastpath
     shape = (batch,) if batch else ()
     a, eq = _run(n=48, steps=20, stepper=stepper, batch=batch)
     plan = eq.fast.plan(shape)
     assert plan.quad and len(plan.ws.inverse) == 1 and plan.ws.spec.shape[:1] == (4,)
     assert plan.spectral_regions == ("kept", "zero")
-    monkeypatch.setattr(numpy_fft, "NumpyFFT", type("NotNumpyFFT", (), {}))
+    monkeypatch.setattr(fastpath, "NumpyFFT", type("NotNumpyFFT", (), {}))
     b, eq2 = _run(n=48, steps=20, stepper=stepper, batch=batch)
     plan2 = eq2.fast.plan(shape)
     assert not plan2.quad and len(plan2.ws.inverse) == 2 and plan2.ws.spec.shape[:1] == (2,)
