@@ -14,8 +14,9 @@ and stops it returning freed memory at the top of the heap (``M_TRIM_THRESHOLD``
 after the first few steps the heap has settled and hands the same pages back, so nothing is faulted
 again. The cost: the process keeps its peak resident memory until it exits, and that peak is
 higher than with the default (a heap fragments where fresh mappings do not; the benchmark
-``bench/training.py: StepMemory`` records it), which suits a training process. :func:`suite.train.fit` calls it; ``TURBTL_KEEP_FREED_MEMORY=0`` in the environment turns
-it off. Elsewhere than glibc (macOS, musl) it does nothing and returns False.
+``bench/training.py: StepMemory`` records it), which suits a training process.
+:func:`suite.train.fit` calls it; ``TURBTL_KEEP_FREED_MEMORY=0`` in the environment turns it off.
+Elsewhere than glibc (macOS, musl) it does nothing and returns False.
 """
 from __future__ import annotations
 
