@@ -7,8 +7,8 @@ as raw pyFFTW ``FFTW`` objects (FFTW_MEASURE, the step's threads, aligned, input
 allowed, the restoring copies excluded; the 4 inverses as 4 plans or one batched plan, whichever is
 faster), for the torch backend on CPU too; on CUDA the backend's own 5 full transforms (cuFFT).
 Step and floor alternate in blocks of back-to-back steps within every round, in the same process
-(so load from other processes hits both alike, and each runs with warm caches). The batched-member path (the ``small`` preset: 6 members at 128²) is tracked against the
-batched floor.
+(so load from other processes hits both alike, and each runs with warm caches). The batched-member
+path (the ``small`` preset: 6 members at 128²) is tracked against the batched floor.
 """
 from __future__ import annotations
 
