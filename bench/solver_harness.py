@@ -44,6 +44,8 @@ def _kernels(eq):
 
 
 FLOOR_PLANNER = "FFTW_MEASURE"
+#: how step, floor and pruned floor alternate (:func:`measure_step_vs_floor`)
+ORDERS = ("blocks", "steps")
 
 
 class FFTFloor:
@@ -155,6 +157,12 @@ def _spread(xs) -> float:
     return (max(xs) - min(xs)) / min(xs) if xs and min(xs) > 0 else math.nan
 
 
+def _check_order(order: str) -> None:
+    """ValueError unless ``order`` is one of :data:`ORDERS` (before anything is built or timed)."""
+    if order not in ORDERS:
+        raise ValueError(f"order = {order!r}: must be one of {', '.join(ORDERS)}")
+
+
 def measure_step_vs_floor(n: int, backend: str = "numpy", dtype: str = "float64", steps: int = 20,
                           threads: int = 0, repeats: int = 5, device: str = "cpu",
                           stepper: str = "ab2cn", planner: str = FLOOR_PLANNER, order: str = "blocks") -> dict:
@@ -166,8 +174,8 @@ def measure_step_vs_floor(n: int, backend: str = "numpy", dtype: str = "float64"
     faster at each step, the restoring copies timed apart and excluded; ``copy_ms`` reports them).
     Otherwise (CUDA, or no pyFFTW): the same 5 full transforms planned by the backend itself.
     Second, named ratio: ``ratio_to_pruned``, the step over the solver's own *pruned* transforms
-    (columns the 2/3 rule zeroes skipped, exactly as the step calls them, inputs restored outside
-    the timing).
+    (columns the 2/3 rule zeroes skipped; the 4 inverses as 4 single plans, where the serial numpy
+    step batches them into one plan; inputs restored outside the timing).
 
     Step, floor and pruned floor are timed in the same process, ``repeats`` rounds of ``steps``
     each of the three; ``order="blocks"`` (default): in each round ``steps`` steps back to back,
@@ -176,8 +184,7 @@ def measure_step_vs_floor(n: int, backend: str = "numpy", dtype: str = "float64"
     of a 512² step); ``order="steps"``: interleaved step by step. ms figures are the best single
     step of all (best of ``repeats * steps``: on a shared machine the least disturbed one),
     ``spread_*`` the (max - min)/min of the rounds' bests, ``load`` the 1-min load average at the end."""
-    if order not in ("blocks", "steps"):
-        raise ValueError(f"order = {order!r}: must be blocks or steps")
+    _check_order(order)
     be = make_backend(n, backend=backend, dtype=dtype, device=device, threads=threads)
     g = Grid(n, backend=be)
     eq = Equation(g, Parameters(re=2e4, mu=0.1), forcing=make_forcing(g, "cos-xy", kf=4))
@@ -205,7 +212,7 @@ def measure_step_vs_floor(n: int, backend: str = "numpy", dtype: str = "float64"
             be.synchronize()
             return time.perf_counter() - t0, 0.0
         floor_name = f"{_summary(be)}: 4 inverse + 1 forward full 2D transforms"
-    # the solver's own transforms, pruned as the step does them (columns kx > kmax skipped)
+    # the solver's own transforms, pruned as the step's (columns kx > kmax skipped), one plan each
     keep = g.kmax_dealias + 1
     pruned = [be.plan_irfft2(sp, ph, kx_stop=keep) for sp, ph in zip(specs, phys)]
     pruned_fwd = be.plan_rfft2(phys[0], out, kx_stop=keep)
@@ -279,8 +286,7 @@ def measure_batched_vs_floor(n: int = 128, members: int = 6, steps: int = 20, th
     lockstep on one numpy backend, :class:`solver.ensemble.Ensemble`) against the batched floor
     (:class:`FFTFloor` over ``members``: one batched plan per transform). Interleaved rounds as in
     :func:`measure_step_vs_floor` (``order`` too); figures in members*steps/s and the ratio of times."""
-    if order not in ("blocks", "steps"):
-        raise ValueError(f"order = {order!r}: must be blocks or steps")
+    _check_order(order)
     threads = threads or make_backend(16).threads
     system = SimpleNamespace(re=2e4, mu=0.1, beta=0.0, hyperviscosity=0.0, hyper_order=2, forcing="cos-xy",
                              kf=4.0, eps=0.0, kp=10.0, init_energy=0.5, init="random")
