@@ -29,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .backends.numpy_fft import NumpyFFT
-from .kernels import choose as choose_kernels
+from .kernels import choose as choose_kernels, parallel_available
 from .workers import ARRAY_PIECE_BYTES, PIECE_BYTES, BlockRunner
 
 #: with ``FastPath.threads`` None, the elementwise work of arrays with fewer spectral entries than
@@ -104,12 +104,23 @@ class FastPath:
         return out
 
     # -- runners ---------------------------------------------------------------------------------
+    def parallel_kernels(self) -> bool:
+        """Whether the elementwise work runs inside OpenMP-parallel Numba kernels, on the team FFTW's
+        transforms use (:mod:`solver.openmp`): numpy backend with several threads, Numba kernels,
+        :func:`~solver.kernels.parallel_available`, and :attr:`threads` left None. Otherwise the
+        kernels are serial and :meth:`runner` shares pieces out to a thread team of its own."""
+        return (self.threads is None and self.ops.name == "numba" and not self.backend.is_torch
+                and self.backend.threads > 1 and parallel_available())
+
     def team_threads(self, batch=()) -> int:
-        """Threads of the elementwise work on arrays with leading dims ``batch``: :attr:`threads`
-        if set, else the backend's threads for arrays of at least :data:`TEAM_MIN_ENTRIES`
-        spectral entries and 1 below. Results are the same bits for any choice."""
+        """Threads of the runners' own team on arrays with leading dims ``batch``: :attr:`threads`
+        if set; 1 with :meth:`parallel_kernels` (the kernels are parallel); else the backend's
+        threads for arrays of at least :data:`TEAM_MIN_ENTRIES` spectral entries and 1 below.
+        Results are the same bits for any choice."""
         if self.threads is not None:
             return self.threads
+        if self.parallel_kernels():
+            return 1
         members = int(np.prod(batch)) if len(batch) else 1
         entries = members * int(np.prod(self.backend.spectral_shape))
         return self.backend.threads if entries >= TEAM_MIN_ENTRIES else 1
@@ -142,8 +153,11 @@ class FastPath:
                 specs.append((blocks, width * itemsize * members))
             piece = self.piece_bytes or (PIECE_BYTES if self.ops.name == "numba" else ARRAY_PIECE_BYTES)
             numpy_be = not be.is_torch
+            parallel = self.parallel_kernels()
+            if self.ops.name == "numba":  # parallel kernels take whole blocks, one call each
+                self.ops.set_threads(be.threads if parallel else 1)
             self._runners[key] = BlockRunner(specs, threads=self.team_threads(batch) if numpy_be else 1,
-                                             piece_bytes=piece if numpy_be else None)
+                                             piece_bytes=piece if numpy_be and not parallel else None)
         return self._runners[key]
 
     def update_runner(self, batch=()) -> BlockRunner:

@@ -9,6 +9,9 @@ bound by memory traffic, so what matters is how often each array is streamed thr
 - :class:`NumbaOps` (numpy backend with Numba installed) compiles each kernel into one loop over
   the piece (``nogil``, so the pieces of different threads run at once): every array is read or
   written once per kernel, strided pieces cost nothing extra, temporaries stay in registers.
+  Where the process has one OpenMP runtime (:mod:`solver.openmp`) and the backend several
+  threads, each call is itself parallel: its rows are dealt out to the OpenMP team that also runs
+  FFTW's transforms, so a step hands work between them with no Python thread in between.
 
 Both compute the same operations in the same order (IEEE arithmetic, no fast-math), so results
 agree to the last bit in practice and to rounding by contract. ``TURBTL_KERNELS=numpy`` forces
@@ -49,7 +52,9 @@ def describe() -> str:
     """One line for ``turbtl info``: the numpy backend's hot-loop kernels here."""
     want = _requested()
     if _numba is not None and want not in ("numpy", "array"):
-        return f"numba {_numba.__version__} (fused loops, GIL released, on the FFT threads)"
+        if parallel_available():
+            return f"numba {_numba.__version__} (fused loops, OpenMP-parallel on the team of FFTW's threads)"
+        return f"numba {_numba.__version__} (fused loops, GIL released, pieces on a thread team)"
     why = f"{KERNELS_ENV}={want}" if want else "numba not installed"
     return f"numpy array operations ({why})"
 
@@ -148,125 +153,166 @@ def _stack(a):
 _COMPILED: dict = {}
 
 
-def _compile():
-    """The Numba kernels (compiled lazily, cached on disk next to this file when it is writable).
+def _compile(parallel: bool = False) -> dict:
+    """The Numba kernels, serial or OpenMP-parallel (compiled lazily, cached on disk next to this
+    file when it is writable).
 
-    Long because it holds every kernel: they are compiled together, once, as closures over one
-    ``jit`` setting (no fastmath: the same bits as the array operations)."""
-    if _COMPILED:
-        return _COMPILED
-    jit = _numba.njit(nogil=True, cache=True, boundscheck=False, fastmath=False)
+    Long because it holds every kernel: they are compiled together, once per variant, as closures
+    over one ``jit`` setting (no fastmath: the same bits as the array operations). Each kernel
+    runs one loop over the (member, row) pairs of its piece: ``prange`` in the parallel variant,
+    which deals the rows out to the threads of the process's OpenMP team (:mod:`solver.openmp`;
+    as many as :func:`numba.set_num_threads` last set on the calling thread), ``range`` in the
+    serial one. The loop function is a closure cell, so the two variants are cached apart."""
+    if parallel in _COMPILED:
+        return _COMPILED[parallel]
+    if parallel and _numba.config.THREADING_LAYER == "default":
+        _numba.config.THREADING_LAYER = "omp"  # the runtime FFTW shares (solver/openmp.py)
+    jit = _numba.njit(nogil=True, cache=True, boundscheck=False, fastmath=False, parallel=parallel)
+    loop = _numba.prange if parallel else range  # a closure cell: the variants are cached apart
 
-    # Each loop runs over one row of a piece as 1D views indexed from 0, which LLVM vectorizes
-    # (the same IEEE operations in the same order, no contraction: the bits of scalar code).
+    # Each row of a piece is handled as 1D views indexed from 0, which LLVM vectorizes (the same
+    # IEEE operations in the same order, no contraction: the bits of scalar code). Row t of the
+    # flattened loop is member t // R, row r0 + t % R.
     @jit
     def pair_x(omega, vx, vy, q, out_a, out_b, r0, r1, c0, c1):
-        x = vx[0, c0:c1]
-        for m in range(omega.shape[0]):
-            for i in range(r0, r1):
-                v = vy[i, 0]
-                w, qr, a, b = omega[m, i, c0:c1], q[i, c0:c1], out_a[m, i, c0:c1], out_b[m, i, c0:c1]
-                for k in range(c1 - c0):
-                    a[k] = w[k] * x[k]
-                    b[k] = (w[k] * v) * qr[k]
+        R = r1 - r0
+        for t in loop(omega.shape[0] * R):
+            m, i = t // R, r0 + t % R
+            x, v = vx[0, c0:c1], vy[i, 0]
+            w, qr, a, b = omega[m, i, c0:c1], q[i, c0:c1], out_a[m, i, c0:c1], out_b[m, i, c0:c1]
+            for k in range(c1 - c0):
+                a[k] = w[k] * x[k]
+                b[k] = (w[k] * v) * qr[k]
 
     @jit
     def pair_y(omega, vx, vy, q, out_a, out_b, r0, r1, c0, c1):
-        x = vx[0, c0:c1]
-        for m in range(omega.shape[0]):
-            for i in range(r0, r1):
-                v = vy[i, 0]
-                w, qr, a, b = omega[m, i, c0:c1], q[i, c0:c1], out_a[m, i, c0:c1], out_b[m, i, c0:c1]
-                for k in range(c1 - c0):
-                    a[k] = w[k] * v
-                    b[k] = (w[k] * x[k]) * qr[k]
+        R = r1 - r0
+        for t in loop(omega.shape[0] * R):
+            m, i = t // R, r0 + t % R
+            x, v = vx[0, c0:c1], vy[i, 0]
+            w, qr, a, b = omega[m, i, c0:c1], q[i, c0:c1], out_a[m, i, c0:c1], out_b[m, i, c0:c1]
+            for k in range(c1 - c0):
+                a[k] = w[k] * v
+                b[k] = (w[k] * x[k]) * qr[k]
 
     @jit
     def fields4(omega, vx, vy, q, nq, s0a, s1a, s2a, s3a, r0, r1, c0, c1):
-        x = vx[0, c0:c1]
-        for m in range(omega.shape[0]):
-            for i in range(r0, r1):
-                v = vy[i, 0]
-                w, qr, nqr = omega[m, i, c0:c1], q[i, c0:c1], nq[i, c0:c1]
-                s0, s1, s2, s3 = s0a[m, i, c0:c1], s1a[m, i, c0:c1], s2a[m, i, c0:c1], s3a[m, i, c0:c1]
-                for k in range(c1 - c0):
-                    s0[k] = w[k] * x[k]
-                    s1[k] = (w[k] * v) * qr[k]
-                    s2[k] = w[k] * v
-                    s3[k] = (w[k] * x[k]) * nqr[k]
+        R = r1 - r0
+        for t in loop(omega.shape[0] * R):
+            m, i = t // R, r0 + t % R
+            x, v = vx[0, c0:c1], vy[i, 0]
+            w, qr, nqr = omega[m, i, c0:c1], q[i, c0:c1], nq[i, c0:c1]
+            s0, s1, s2, s3 = s0a[m, i, c0:c1], s1a[m, i, c0:c1], s2a[m, i, c0:c1], s3a[m, i, c0:c1]
+            for k in range(c1 - c0):
+                s0[k] = w[k] * x[k]
+                s1[k] = (w[k] * v) * qr[k]
+                s2[k] = w[k] * v
+                s3[k] = (w[k] * x[k]) * nqr[k]
 
     @jit
     def zero(out, r0, r1, c0, c1):
-        for m in range(out.shape[0]):
-            for i in range(r0, r1):
-                o = out[m, i, c0:c1]
-                for k in range(c1 - c0):
-                    o[k] = 0
+        R = r1 - r0
+        for t in loop(out.shape[0] * R):
+            o = out[t // R, r0 + t % R, c0:c1]
+            for k in range(c1 - c0):
+                o[k] = 0
 
     @jit
     def dot2(a, b, d, e, r0, r1, c0, c1):
-        for m in range(a.shape[0]):
-            for i in range(r0, r1):
-                ar, br, dr, er = a[m, i, c0:c1], b[m, i, c0:c1], d[m, i, c0:c1], e[m, i, c0:c1]
-                for k in range(c1 - c0):
-                    ar[k] = ar[k] * br[k] + dr[k] * er[k]
+        R = r1 - r0
+        for t in loop(a.shape[0] * R):
+            m, i = t // R, r0 + t % R
+            ar, br, dr, er = a[m, i, c0:c1], b[m, i, c0:c1], d[m, i, c0:c1], e[m, i, c0:c1]
+            for k in range(c1 - c0):
+                ar[k] = ar[k] * br[k] + dr[k] * er[k]
 
     @jit
     def negate(src, out, r0, r1, c0, c1):
-        for m in range(src.shape[0]):
-            for i in range(r0, r1):
-                sr, o = src[m, i, c0:c1], out[m, i, c0:c1]
-                for k in range(c1 - c0):
-                    o[k] = -sr[k]
+        R = r1 - r0
+        for t in loop(src.shape[0] * R):
+            m, i = t // R, r0 + t % R
+            sr, o = src[m, i, c0:c1], out[m, i, c0:c1]
+            for k in range(c1 - c0):
+                o[k] = -sr[k]
 
     @jit
     def negate_add(src, f, out, r0, r1, c0, c1):
-        for m in range(src.shape[0]):
-            for i in range(r0, r1):
-                sr, fr, o = src[m, i, c0:c1], f[i, c0:c1], out[m, i, c0:c1]
-                for k in range(c1 - c0):
-                    o[k] = -sr[k] + fr[k]
+        R = r1 - r0
+        for t in loop(src.shape[0] * R):
+            m, i = t // R, r0 + t % R
+            sr, fr, o = src[m, i, c0:c1], f[i, c0:c1], out[m, i, c0:c1]
+            for k in range(c1 - c0):
+                o[k] = -sr[k] + fr[k]
 
     @jit
     def ab2(w, prev, n_now, A, B, f0, r0, r1, c0, c1):
-        for m in range(w.shape[0]):
-            for i in range(r0, r1):
-                wr, pr, nr = w[m, i, c0:c1], prev[m, i, c0:c1], n_now[m, i, c0:c1]
-                ar, br = A[i, c0:c1], B[i, c0:c1]
-                for k in range(c1 - c0):
-                    p = (pr[k] * f0 + nr[k]) * br[k]
-                    wr[k] = wr[k] * ar[k] + p
+        R = r1 - r0
+        for t in loop(w.shape[0] * R):
+            m, i = t // R, r0 + t % R
+            wr, pr, nr = w[m, i, c0:c1], prev[m, i, c0:c1], n_now[m, i, c0:c1]
+            ar, br = A[i, c0:c1], B[i, c0:c1]
+            for k in range(c1 - c0):
+                p = (pr[k] * f0 + nr[k]) * br[k]
+                wr[k] = wr[k] * ar[k] + p
 
-    _COMPILED.update(pair_x=pair_x, pair_y=pair_y, zero=zero, dot2=dot2, negate=negate,
-                     negate_add=negate_add, ab2=ab2, fields4=fields4)
-    return _COMPILED
+    _COMPILED[parallel] = dict(pair_x=pair_x, pair_y=pair_y, zero=zero, dot2=dot2, negate=negate,
+                               negate_add=negate_add, ab2=ab2, fields4=fields4)
+    return _COMPILED[parallel]
+
+
+def parallel_available() -> bool:
+    """Whether :class:`NumbaOps` may run its kernels on several threads: Numba is installed, its
+    threading layer may be OpenMP, and the process has one OpenMP runtime (:mod:`solver.openmp`;
+    next to FFTW's own runtime, parallel kernels would make every step many times slower)."""
+    from .openmp import shared
+    return _numba is not None and shared() and _numba.config.THREADING_LAYER in ("default", "omp")
 
 
 class NumbaOps:
-    """The same kernels compiled by Numba: one pass over each array, GIL released."""
+    """The same kernels compiled by Numba: one pass over each array, GIL released.
+
+    ``threads`` (:meth:`set_threads`): above 1 (and where :func:`parallel_available`), each call
+    deals the rows of its piece out to that many threads of the process's OpenMP team, the team
+    FFTW's transforms use; results are the same bits for any count."""
 
     name = "numba"
 
-    def __init__(self):
-        self.k = _compile()
+    def __init__(self, threads: int = 1):
+        self.set_threads(threads)
+
+    def set_threads(self, threads: int) -> None:
+        """Threads of every later call: ``threads`` where :func:`parallel_available`, else 1.
+        Numba's thread count belongs to a thread: calls from other threads than this one use
+        theirs (``NUMBA_NUM_THREADS`` unless set); the results are the same bits."""
+        self.threads = threads if threads > 1 and parallel_available() else 1
+        self.k = _compile(self.threads > 1)
+        if self.threads > 1:
+            _numba.set_num_threads(min(self.threads, _numba.config.NUMBA_NUM_THREADS))
+
+    @property
+    def parallel(self) -> bool:
+        return self.threads > 1
 
     def pair_x(self, omega, vx, vy, q, out_a, out_b, r, c):
-        self.k["pair_x"](_stack(omega), vx, vy, q, _stack(out_a), _stack(out_b), r.start, r.stop, c.start, c.stop)
+        self.k["pair_x"](_stack(omega), vx, vy, q, _stack(out_a), _stack(out_b),
+                         r.start, r.stop, c.start, c.stop)
 
     def pair_y(self, omega, vx, vy, q, out_a, out_b, r, c):
-        self.k["pair_y"](_stack(omega), vx, vy, q, _stack(out_a), _stack(out_b), r.start, r.stop, c.start, c.stop)
+        self.k["pair_y"](_stack(omega), vx, vy, q, _stack(out_a), _stack(out_b),
+                         r.start, r.stop, c.start, c.stop)
 
     def fields4(self, omega, vx, vy, q, nq, s, r, c):
         """The four inputs of the inverse transforms in one pass over ω: ``s[0..3]`` as
         :meth:`pair_x` (into s[0], s[1]) then :meth:`pair_y` with ``q = nq`` (into s[2], s[3])."""
-        self.k["fields4"](_stack(omega), vx, vy, q, nq, _stack(s[0]), _stack(s[1]), _stack(s[2]),
-                          _stack(s[3]), r.start, r.stop, c.start, c.stop)
+        self.k["fields4"](_stack(omega), vx, vy, q, nq, _stack(s[0]), _stack(s[1]),
+                          _stack(s[2]), _stack(s[3]), r.start, r.stop, c.start, c.stop)
 
     def zero(self, out, r, c):
         self.k["zero"](_stack(out), r.start, r.stop, c.start, c.stop)
 
     def dot2(self, a, b, d, e, r, c):
-        self.k["dot2"](_stack(a), _stack(b), _stack(d), _stack(e), r.start, r.stop, c.start, c.stop)
+        self.k["dot2"](_stack(a), _stack(b), _stack(d), _stack(e), r.start, r.stop,
+                       c.start, c.stop)
 
     def negate(self, src, out, r, c):
         self.k["negate"](_stack(src), _stack(out), r.start, r.stop, c.start, c.stop)

@@ -264,8 +264,12 @@ def test_serial_numpy_step_batches_its_four_inverses_and_agrees_with_the_pairs(s
     assert abs(a - b).max() <= 1e-13 * abs(a).max()
 
 
-def test_elementwise_work_of_small_arrays_runs_on_the_calling_thread():
+def test_elementwise_work_of_small_arrays_runs_on_the_calling_thread(monkeypatch):
+    """Without parallel kernels (no shared OpenMP runtime, solver/openmp.py): serial kernels, and
+    the runner's own team only for large arrays. tests/test_openmp.py covers the parallel kernels."""
+    from solver import fastpath
     from solver.fastpath import TEAM_MIN_ENTRIES
+    monkeypatch.setattr(fastpath, "parallel_available", lambda: False)
 
     def equation(threads=None):
         g = Grid(64, backend=make_backend(64, threads=2))

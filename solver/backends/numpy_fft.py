@@ -4,10 +4,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ParameterError
+from ..openmp import share as share_openmp
 from .base import FFTBackend, default_planner, default_threads, fftw_plan
 
 
 def _pyfftw():
+    share_openmp()  # before pyFFTW loads its OpenMP runtime (solver/openmp.py)
     try:
         import pyfftw  # optional dependency: scipy.fft serves without it
         return pyfftw

@@ -6,6 +6,7 @@ import platform
 
 from solver.backends import describe_default_backend
 from solver.kernels import describe as describe_kernels
+from solver.openmp import describe as describe_openmp
 from suite.provenance import code_version, library_versions
 
 
@@ -37,6 +38,7 @@ def gather() -> list[tuple[str, str]]:
     except Exception as e:  # noqa: BLE001
         rows.append(("torch", f"unavailable ({e})"))
     rows.append(("FFT backend", describe_default_backend()))
+    rows.append(("OpenMP runtime", describe_openmp()))
     rows.append(("solver kernels", describe_kernels()))
     return rows
 
