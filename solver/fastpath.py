@@ -29,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .backends.numpy_fft import NumpyFFT
-from .kernels import choose as choose_kernels, parallel_available
+from .kernels import _host, choose as choose_kernels, parallel_available
 from .workers import ARRAY_PIECE_BYTES, PIECE_BYTES, BlockRunner
 
 #: with ``FastPath.threads`` None, the elementwise work of arrays with fewer spectral entries than
@@ -48,6 +48,8 @@ class FastPath:
         self.equation, self.grid, self.backend = equation, equation.grid, equation.backend
         self.dealias = equation.dealias
         self.ops = choose_kernels(self.backend)  # the hot loop's elementwise kernels
+        #: the kernels work on host (numpy) memory: numpy arrays, or CPU tensors' numpy views
+        self.host = self.ops.name == "numba" or not self.backend.is_torch
         # threads and piece size of the elementwise work (numpy backend); threads None: automatic
         # (:meth:`team_threads`)
         self.threads = None
@@ -109,8 +111,8 @@ class FastPath:
         transforms use (:mod:`solver.openmp`): numpy backend with several threads, Numba kernels,
         :func:`~solver.kernels.parallel_available`, and :attr:`threads` left None. Otherwise the
         kernels are serial and :meth:`runner` shares pieces out to a thread team of its own."""
-        return (self.threads is None and self.ops.name == "numba" and not self.backend.is_torch
-                and self.backend.threads > 1 and parallel_available())
+        return (self.threads is None and self.ops.name == "numba" and self.backend.threads > 1
+                and parallel_available())
 
     def team_threads(self, batch=()) -> int:
         """Threads of the runners' own team on arrays with leading dims ``batch``: :attr:`threads`
@@ -152,7 +154,7 @@ class FastPath:
                 width = max([c.stop - c.start for _, c in blocks] + [1])
                 specs.append((blocks, width * itemsize * members))
             piece = self.piece_bytes or (PIECE_BYTES if self.ops.name == "numba" else ARRAY_PIECE_BYTES)
-            numpy_be = not be.is_torch
+            numpy_be = self.host  # elementwise work on host memory: pieces and threads apply
             parallel = self.parallel_kernels()
             if self.ops.name == "numba":  # parallel kernels take whole blocks, one call each
                 self.ops.set_threads(be.threads if parallel else 1)
@@ -181,16 +183,19 @@ class FastPath:
             add(out[..., r, c], term[r, c], out=out[..., r, c])
 
 
-def _sparse(backend, values: np.ndarray, pieces) -> dict:
+def _sparse(backend, values: np.ndarray, pieces, host: bool = False) -> dict:
     """Per piece ``(rows.start, cols.start)``: the piece-relative (row, col) indices and the
-    values of the nonzero entries of ``values`` (a local spectral numpy array) inside it."""
+    values of the nonzero entries of ``values`` (a local spectral numpy array) inside it, as
+    backend arrays (``host``: numpy, of the backend's complex dtype)."""
     out = {}
     for _, r, c in pieces:
         sub = values[r, c]
         ri, ci = np.nonzero(sub)
         if ri.size:
             vals = backend.asarray(sub[ri, ci], complex=True)
-            if backend.is_torch:
+            if host:
+                vals = _host(vals)
+            elif backend.is_torch:
                 ri, ci = (backend.xp.as_tensor(i, device=backend.device) for i in (ri, ci))
             out[(r.start, c.start)] = (ri, ci, vals)
     return out
@@ -228,8 +233,13 @@ class NonlinearPlan:
         self.equation, self.batch = equation, tuple(batch)
         self.fast: FastPath = equation.fast
         self.ops = self.fast.ops
-        #: all four inverse inputs in one round and one batched inverse (serial numpy backend)
-        self.quad = isinstance(equation.backend, NumpyFFT)
+        #: the workspace holds numpy arrays: the numpy backend's, or the numpy views of a CPU torch
+        #: backend's tensors (its kernels are Numba's, :class:`~solver.kernels.TensorNumbaOps`)
+        self.host = self.fast.ops.name == "numba"
+        #: all four inverse inputs in one round and one batched inverse (serial numpy backend, and
+        #: torch on CPU with Numba kernels)
+        self.quad = isinstance(equation.backend, NumpyFFT) or (self.host and equation.backend.is_torch)
+        self.j_hat_backend = None  # Ĵ as the backend's array (set by _workspace)
         self.ws = self._workspace()
 
     def _transforms(self, batch):
@@ -273,6 +283,9 @@ class NonlinearPlan:
         scale = 1.0 / (g.n * g.n)  # the planned inverse is unnormalised
         self.spectral_regions = self._spectral_regions()
         spec, phys, inverse, forward, j_hat = self._transforms(batch)
+        self.j_hat_backend = j_hat
+        host = _host if self.host else (lambda x: x)  # numpy views of CPU tensors (same memory)
+        spec, phys, j_hat = host(spec), host(phys), host(j_hat)
         kept = fast.runner(batch, "kept")
         # separable masks: kept columns and kept rows (whole rows are processed, see FastPath)
         mx, my = g.mask_factors(eq.dealias)
@@ -287,16 +300,16 @@ class NonlinearPlan:
         ws = Workspace(
             spec=spec, phys=phys, inverse=inverse, forward=forward, j_hat=j_hat,
             # ω̂_x = ω̂ i kx, ω̂_y = ω̂ i ky, û = ω̂_y / k², v̂ = -ω̂_x / k², scaled for the inverse
-            ikx=be.asarray(1j * g.host.kx * mx * scale, complex=True),
-            iky=be.asarray(1j * g.host.ky * my * scale, complex=True),
-            inv_k2=be.asarray(inv_k2), neg_inv_k2=be.asarray(-inv_k2),
-            removed=_sparse(be, removed, kept.pieces),
+            ikx=host(be.asarray(1j * g.host.kx * mx * scale, complex=True)),
+            iky=host(be.asarray(1j * g.host.ky * my * scale, complex=True)),
+            inv_k2=host(be.asarray(inv_k2)), neg_inv_k2=host(be.asarray(-inv_k2)),
+            removed=_sparse(be, removed, kept.pieces, self.host),
             # whole-row blocks take in the columns right of the kept ones: N must be zero there
             tail=(slice(fast.kept_cols.stop, ncol)
                   if fast.blocks and fast.blocks[0][1].stop > fast.kept_cols.stop else None),
             # a forcing with few nonzero modes is added sparsely, else (an FFT's round-off
             # everywhere) in the same pass as the sign of Ĵ
-            forcing=None if forcing is None else _sparse(be, forcing, kept.pieces),
+            forcing=None if forcing is None else _sparse(be, forcing, kept.pieces, self.host),
             forcing_dense=None,
             kept=kept, spectral=fast.runner(batch, *self.spectral_regions),
             physical=fast.runner(batch, "physical"))
@@ -304,11 +317,12 @@ class NonlinearPlan:
             nnz = sum(len(v[0]) for v in ws.forcing.values())
             kept_size = sum((r.stop - r.start) * (c.stop - c.start) for _, r, c in kept.pieces)
             if nnz > DENSE_FORCING_FRACTION * kept_size:
-                ws.forcing, ws.forcing_dense = None, eq.forcing_hat
+                ws.forcing, ws.forcing_dense = None, host(eq.forcing_hat)
         return ws
 
     def jacobian(self, omega_hat):
-        """Ĵ = FFT(u ω_x + v ω_y) into ``ws.j_hat`` (meaningful in the kept blocks only), returned:
+        """Ĵ = FFT(u ω_x + v ω_y) into ``ws.j_hat`` (meaningful in the kept blocks only), returned
+        as the backend's array (:attr:`j_hat_backend`, the same memory):
         4 planned inverse FFTs and 1 forward, 5 real FFTs in all.
 
         :attr:`quad`: the four spectral inputs made in one pass over ω̂, one batched inverse of all
@@ -316,6 +330,8 @@ class NonlinearPlan:
         each pair made in one pass over ω̂. Four physical buffers hold the fields, multiplied in
         one pass: three (quad) or four rounds of elementwise work in all, each in pieces."""
         K, ws = self.ops, self.ws
+        if self.host:
+            omega_hat = _host(omega_hat)
         spec, (p0, p1, p2, p3), inv = ws.spec, ws.phys, ws.inverse
         ikx, iky, inv_k2, neg_inv_k2, removed = ws.ikx, ws.iky, ws.inv_k2, ws.neg_inv_k2, ws.removed
 
@@ -339,7 +355,7 @@ class NonlinearPlan:
             inv[0]()                                      # p0, p1, p2, p3 = ω_x, u, ω_y, v
             ws.physical(product)
             ws.forward()
-            return ws.j_hat
+            return self.j_hat_backend
         sa, sb = spec
 
         def zero_a(r, c):
@@ -363,13 +379,15 @@ class NonlinearPlan:
         inv[1]()                                          # p2, p3 = ω_y, v
         ws.physical(product)
         ws.forward()
-        return ws.j_hat
+        return self.j_hat_backend
 
     def minus_jacobian(self, omega_hat, out, then: Callable | None = None) -> None:
         """``out`` = −Ĵ + F̂ (steady forcing) on the kept modes, zero on the other entries of the
         kept blocks; ``then(rows, cols)`` called on each piece as soon as it is final."""
         self.jacobian(omega_hat)
         ws, K = self.ws, self.ops
+        if self.host:
+            out = _host(out)
         j, removed, forcing, tail, dense = ws.j_hat, ws.removed, ws.forcing, ws.tail, ws.forcing_dense
 
         def finish(r, c):

@@ -328,10 +328,35 @@ class NumbaOps:
                       r.start, r.stop, c.start, c.stop)
 
 
+def _host(x):
+    """A torch tensor's numpy view (same memory); anything else as it is."""
+    return x.numpy() if hasattr(x, "numpy") and not isinstance(x, np.ndarray) else x
+
+
+class TensorNumbaOps(NumbaOps):
+    """:class:`NumbaOps` for torch tensors on CPU: each tensor argument is passed as the numpy view
+    of its memory (about a microsecond per argument), so the torch backend on CPU runs the numpy
+    backend's kernels, serial or OpenMP-parallel alike."""
+
+
+def _on_views(method):
+    def call(self, *args):
+        return method(self, *[_host(a) for a in args])
+    call.__name__, call.__doc__ = method.__name__, method.__doc__
+    return call
+
+
+for _name in ("pair_x", "pair_y", "fields4", "zero", "dot2", "negate", "negate_add", "ab2"):
+    setattr(TensorNumbaOps, _name, _on_views(getattr(NumbaOps, _name)))
+
+
 def choose(backend):
-    """The kernels for ``backend``: :class:`NumbaOps` for numpy arrays when Numba is installed
-    (and ``TURBTL_KERNELS`` is not "numpy"), else :class:`ArrayOps` of the backend's ``xp``."""
+    """The kernels for ``backend``: when Numba is installed (and ``TURBTL_KERNELS`` is not "numpy"),
+    :class:`NumbaOps` for numpy arrays and :class:`TensorNumbaOps` for torch tensors on CPU; else
+    :class:`ArrayOps` of the backend's ``xp`` (always on CUDA)."""
     want = _requested()
-    if backend.is_torch or _numba is None or want in ("numpy", "array"):
+    if _numba is None or want in ("numpy", "array"):
         return ArrayOps(backend.xp)
+    if backend.is_torch:
+        return TensorNumbaOps() if str(backend.device) == "cpu" else ArrayOps(backend.xp)
     return NumbaOps()

@@ -49,3 +49,41 @@ def test_non_contiguous_buffers_fall_back_to_torch_fft():
     be.plan_rfft2(src, dst)()
     ref = torch.fft.rfft2(torch.stack([u, 2 * u]))
     assert float((dst - ref).abs().max()) <= 1e-12 * float(ref.abs().max())
+
+
+@pytest.mark.parametrize("batch", [None, 2])
+def test_the_cpu_hot_loop_runs_the_numpy_path_on_the_tensors_memory(batch, monkeypatch):
+    """Torch on CPU takes the numpy backend's hot loop on its tensors' numpy views: Numba kernels
+    (:class:`~solver.kernels.TensorNumbaOps`), all four inverse inputs in one round, pruned FFTW plans
+    that never write the columns above the 2/3 rule's; the state stays a torch tensor and the run
+    equals the numpy backend's (to rounding), and ``TURBTL_KERNELS=numpy`` keeps torch's own array
+    operations with the same result."""
+    pytest.importorskip("numba")
+    from solver import Equation, Grid, Parameters, make_backend, make_forcing, make_stepper, random_field
+    from solver.kernels import KERNELS_ENV, TensorNumbaOps
+
+    def run(backend):
+        be = make_backend(48, backend=backend, threads=1)
+        g = Grid(48, backend=be)
+        eq = Equation(g, Parameters(re=3e3, mu=0.1), forcing=make_forcing(g, "cos-xy", kf=4))
+        st = make_stepper("ab2cn", eq, dt=2e-3)
+        w = random_field(g, kp=8, seed=1)
+        if batch:
+            w = be.asarray(np.stack([be.to_numpy(w) * (1 + 0.1 * i) for i in range(batch)]), complex=True)
+        s = st.init_state(w)
+        for _ in range(20):
+            st(s)
+        return s.omega_hat, eq
+
+    w_t, eq_t = run("torch")
+    w_n, _ = run("numpy")
+    plan = eq_t.fast.plan(tuple(w_t.shape[:-2]))
+    assert isinstance(eq_t.kernels, TensorNumbaOps) and plan.host and plan.quad
+    assert eq_t.backend.skips_kx and isinstance(w_t, torch.Tensor)
+    assert isinstance(plan.jacobian(w_t), torch.Tensor)
+    a = w_t.numpy()
+    assert abs(a - w_n).max() <= 1e-13 * abs(w_n).max()
+    monkeypatch.setenv(KERNELS_ENV, "numpy")
+    w_a, eq_a = run("torch")
+    assert not eq_a.fast.plan(tuple(w_a.shape[:-2])).host and eq_a.kernels.name == "array"
+    assert abs(w_a.numpy() - w_n).max() <= 1e-13 * abs(w_n).max()

@@ -114,6 +114,13 @@ class FFTBackend:
     # (so a caller that keeps them zero need not re-zero them between calls)
     skips_kx = False
 
+    def _pruned(self, kx_stop):
+        """``kx_stop`` when this backend's planned FFTW transforms (``_fftw``) can skip the columns
+        at and above it, else None."""
+        if getattr(self, "_fftw", None) is None or kx_stop is None or not 1 <= int(kx_stop) < self.n // 2 + 1:
+            return None
+        return int(kx_stop)
+
     def _setup_layout(self, n: int, y_slice: slice, kx_slice: slice) -> None:
         if not (isinstance(n, int) and n >= 4 and n % 2 == 0):
             raise ParameterError(f"n = {n!r}: must be an even integer >= 4", name="n")

@@ -109,35 +109,17 @@ class NumpyFFT(FFTBackend):
         np.multiply(dst, 1.0 / (self.n * self.n), out=out)
         return out
 
-    def _pruned(self, kx_stop):
-        """``kx_stop`` when the planned transforms can skip the columns at and above it."""
-        if self._fftw is None or kx_stop is None or not 1 <= int(kx_stop) < self.n // 2 + 1:
-            return None
-        return int(kx_stop)
-
     def plan_rfft2(self, src, dst, kx_stop=None):
         """FFTW plan of ``dst = rfft2(src)``. With ``kx_stop`` (the 2/3 rule's kept columns) it is
-        pruned: real x transforms of all rows, then in-place y transforms of the columns
-        ``kx < kx_stop`` only (the columns above hold x-transformed data afterwards)."""
+        pruned (:func:`fftw_rfft2_plan`)."""
         if self._fftw is None:
             return super().plan_rfft2(src, dst)
-        stop = self._pruned(kx_stop)
-        if stop is None:
-            return self._fftw_plan(src, dst, True).execute
-        fx = fftw_plan(src, dst, (-1,), True, self.planner, self.threads).execute
-        cols = dst[..., :stop]
-        fy = fftw_plan(cols, cols, (-2,), True, self.planner, self.threads).execute
-
-        def run():
-            fx()
-            fy()
-        return run
+        return fftw_rfft2_plan(src, dst, self._pruned(kx_stop), self.planner, self.threads)
 
     def plan_irfft2(self, src, dst, kx_stop=None):
-        """FFTW plan of ``dst = n**2 irfft2(src)``; overwrites ``src``. With ``kx_stop`` it is
-        pruned: in-place y transforms of the columns ``kx < kx_stop`` only, then c2r x transforms
-        that keep their input, so the columns ``kx >= kx_stop`` (zero, as the caller promises) are
-        read but never written (``skips_kx``): they need no re-zeroing between calls."""
+        """FFTW plan of ``dst = n**2 irfft2(src)``; overwrites ``src``. With ``kx_stop`` it is pruned
+        (:func:`fftw_irfft2_plan`): the columns ``kx >= kx_stop`` (zero, as the caller promises) are
+        read but never written (``skips_kx``), so they need no re-zeroing between calls."""
         if self._fftw is None:
             import scipy.fft
             n = self.n
@@ -150,17 +132,41 @@ class NumpyFFT(FFTBackend):
                 return run
             except TypeError:
                 return super().plan_irfft2(src, dst)
-        stop = self._pruned(kx_stop)
-        if stop is None:
-            return self._fftw_plan(src, dst, False).execute
-        cols = src[..., :stop]
-        fy = fftw_plan(cols, cols, (-2,), False, self.planner, self.threads).execute
-        fx = fftw_plan(src, dst, (-1,), False, self.planner, self.threads, destroy_input=False).execute
+        return fftw_irfft2_plan(src, dst, self._pruned(kx_stop), self.planner, self.threads)
 
-        def run():
-            fy()
-            fx()
-        return run
+
+def fftw_rfft2_plan(src, dst, kx_stop, planner: str, threads: int):
+    """``dst = rfft2(src)`` on numpy arrays (any leading dims) as a zero-argument FFTW plan. With
+    ``kx_stop`` (None: all columns) it is pruned: real x transforms of all rows, then in-place y
+    transforms of the columns ``kx < kx_stop`` only (the columns above hold x-transformed data
+    afterwards). The numpy backend and the torch backend on CPU (on its tensors' memory) plan here."""
+    if kx_stop is None:
+        return fftw_plan(src, dst, (-2, -1), True, planner, threads).execute
+    fx = fftw_plan(src, dst, (-1,), True, planner, threads).execute
+    cols = dst[..., :kx_stop]
+    fy = fftw_plan(cols, cols, (-2,), True, planner, threads).execute
+
+    def run():
+        fx()
+        fy()
+    return run
+
+
+def fftw_irfft2_plan(src, dst, kx_stop, planner: str, threads: int):
+    """``dst = n**2 irfft2(src)`` on numpy arrays as a zero-argument FFTW plan that overwrites
+    ``src``. With ``kx_stop`` it is pruned: in-place y transforms of the columns ``kx < kx_stop``
+    only, then c2r x transforms that keep their input, so the columns ``kx >= kx_stop`` are read
+    but never written."""
+    if kx_stop is None:
+        return fftw_plan(src, dst, (-2, -1), False, planner, threads).execute
+    cols = src[..., :kx_stop]
+    fy = fftw_plan(cols, cols, (-2,), False, planner, threads).execute
+    fx = fftw_plan(src, dst, (-1,), False, planner, threads, destroy_input=False).execute
+
+    def run():
+        fy()
+        fx()
+    return run
 
 
 def describe_default_backend() -> str:

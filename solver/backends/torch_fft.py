@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from .base import FFTBackend, default_planner, default_threads, fftw_plan
-from .numpy_fft import _pyfftw
+from .numpy_fft import _pyfftw, fftw_irfft2_plan, fftw_rfft2_plan
 
 
 class TorchFFT(FFTBackend):
@@ -42,6 +42,7 @@ class TorchFFT(FFTBackend):
         if use_fftw and self._fftw is None:
             raise ParameterError("use_fftw=True needs pyFFTW and device='cpu'", name="backend")
         self.planner = default_planner() if self._fftw is not None else None
+        self.skips_kx = self._fftw is not None  # pruned FFTW inverses never write kx >= kx_stop
         self._setup_layout(n, slice(0, n), slice(0, n // 2 + 1))
 
     @property
@@ -81,18 +82,22 @@ class TorchFFT(FFTBackend):
         return out
 
     def plan_rfft2(self, src, dst, kx_stop=None):
-        """``dst = rfft2(src)``: an FFTW plan on CPU (module doc), else torch.fft. All columns."""
+        """``dst = rfft2(src)``: on CPU an FFTW plan on the tensors' memory, pruned with ``kx_stop``
+        as the numpy backend's (:func:`~solver.backends.numpy_fft.fftw_rfft2_plan`); else
+        torch.fft, all columns."""
         views = self._fftw_views(src, dst)
         if views is not None:
-            return fftw_plan(*views, (-2, -1), True, self.planner, self.threads).execute
+            return fftw_rfft2_plan(*views, self._pruned(kx_stop), self.planner, self.threads)
         fft = self.torch.fft.rfft2
         return lambda: fft(src, out=dst)
 
     def plan_irfft2(self, src, dst, kx_stop=None):
-        """``dst = n**2 irfft2(src)`` (may overwrite ``src``): an FFTW plan on CPU, else torch.fft."""
+        """``dst = n**2 irfft2(src)`` (may overwrite ``src``): on CPU an FFTW plan, pruned with
+        ``kx_stop`` (:func:`~solver.backends.numpy_fft.fftw_irfft2_plan`: columns at and above it are
+        never written, ``skips_kx``); else torch.fft."""
         views = self._fftw_views(src, dst)
         if views is not None:
-            return fftw_plan(*views, (-2, -1), False, self.planner, self.threads).execute
+            return fftw_irfft2_plan(*views, self._pruned(kx_stop), self.planner, self.threads)
         ifft, s = self.torch.fft.irfft2, (self.n, self.n)
         return lambda: ifft(src, s=s, norm="forward", out=dst)
 
