@@ -191,6 +191,28 @@ class BatchedVsFloor:
     track_ratio_to_batched_floor.unit = "step/batched FFT floor"
 
 
+class KernelThreading:
+    """The ways the hot loop can thread its elementwise work (numpy float64, 2 threads, one fresh
+    process per size, ``measure_kernel_threading``): OpenMP-parallel Numba kernels on FFTW's team
+    (the default), serial kernels with the runner's Python thread team, serial kernels on one
+    thread, and parallel kernels beside a second OpenMP runtime (what solver/openmp.py avoids)."""
+
+    params = ([256, 512], ["parallel", "team", "serial", "separate_runtimes"])
+    param_names = ["n", "way"]
+    rounds = 1
+    repeat = 1
+    timeout = 900
+
+    def setup_cache(self):
+        require(f"{__package__}.solver_harness", "measure_kernel_threading")
+        return {n: _fresh_process(f"measure_kernel_threading({n}, steps=20, repeats=5, threads=2)", 2)
+                for n in self.params[0]}
+
+    def track_ms_per_step(self, cache, n, way):
+        return cache[n][f"{way}_ms"]
+    track_ms_per_step.unit = "ms/step"
+
+
 class StepMemory:
     """Peak resident memory of building the case and taking one step (numpy, float64)."""
 

@@ -365,6 +365,65 @@ def measure_batched_vs_floor(n: int = 128, members: int = 6, steps: int = 20, th
             "order": order, "load": _load()}
 
 
+def measure_kernel_threading(n: int = 512, members: int = 1, steps: int = 20, repeats: int = 5,
+                             threads: int = 2, separate_runtimes: bool = True) -> dict:
+    """ms per AB2-CN step (numpy backend, float64, ``threads``) of the ways the hot loop can use
+    its threads for the elementwise work, each on its own copy of one case, in one process,
+    alternated in blocks of ``steps`` steps for ``repeats`` rounds (best single step of each):
+
+    - ``parallel``: OpenMP-parallel Numba kernels on the team FFTW's transforms use (the default
+      where solver/openmp.py could load one runtime for both);
+    - ``team``: serial kernels, pieces dealt out to the runner's Python thread team;
+    - ``serial``: serial kernels on the calling thread (FFTW still on ``threads`` threads);
+    - ``separate_runtimes`` (a fresh process, ``TURBTL_SHARED_OPENMP=0``, parallel kernels
+      forced): what the parallel kernels cost beside FFTW's own OpenMP runtime, the pairing
+      solver/openmp.py exists to avoid.
+
+    All ways give the same bits (asserted here on the states after the timing)."""
+    import os
+
+    from solver import fastpath, kernels
+    system = SimpleNamespace(re=2e4, mu=0.1, beta=0.0, hyperviscosity=0.0, hyper_order=2, forcing="cos-xy",
+                             kf=4.0, eps=0.0, kp=10.0, init_energy=0.5, init="random")
+    forced = os.environ.get("TURBTL_FORCE_PARALLEL_KERNELS") == "1"  # set by the subprocess below
+    if forced:
+        kernels.parallel_available = fastpath.parallel_available = lambda: True
+    runs = {}
+    for way, fast_threads in ((("separate_runtimes", None),) if forced else
+                              (("parallel", None), ("team", threads), ("serial", 1))):
+        run = Ensemble(None, n=n, members=members, system=system, dt=1e-4, backend="numpy",
+                       dtype="float64", threads=threads, check_every=10**9)
+        run.start()
+        run.runner.equation.fast.threads = fast_threads
+        run.advance(3)
+        runs[way] = run
+    best = {k: math.inf for k in runs}
+    for _ in range(repeats):
+        for way, run in runs.items():
+            for _ in range(steps):
+                t0 = time.perf_counter()
+                run.advance(1)
+                best[way] = min(best[way], time.perf_counter() - t0)
+    states = [np.asarray(r.runner.state.omega_hat) for r in runs.values()]
+    if not all(np.array_equal(states[0], s) for s in states[1:]):
+        raise AssertionError("the ways of threading the hot loop gave different states")
+    out = {f"{k}_ms": v * 1e3 for k, v in best.items()}
+    if separate_runtimes and not forced:
+        import json
+        import subprocess
+        from pathlib import Path
+        root = str(Path(__file__).resolve().parents[1])
+        code = (f"import json, sys; sys.path.insert(0, {root!r}); import bench.solver_harness as h; "
+                f"print(json.dumps(h.measure_kernel_threading({n}, {members}, {steps}, {repeats}, {threads})))")
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), TURBTL_SHARED_OPENMP="0",
+                   TURBTL_FORCE_PARALLEL_KERNELS="1")
+        p = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, env=env,
+                           timeout=900, check=True)
+        out["separate_runtimes_ms"] = json.loads(p.stdout.strip().splitlines()[-1])["separate_runtimes_ms"]
+    from solver.openmp import describe
+    return {"n": n, "members": members, "threads": threads, **out, "openmp": describe(), "load": _load()}
+
+
 def bench_steps(n: int, steps: int, comm=None, *, members: int = 1, ranks_per_member: int | None = None,
                 repeats: int = 3, backend: str = "numpy", dtype: str = "float64", device: str = "cpu",
                 threads: int = 1) -> dict:

@@ -3,16 +3,20 @@
 :class:`solver.equation.Equation` states the physics; this module makes its advective Jacobian
 (2/3 rule or none) fast. Nothing here changes a result: the same 5 real FFTs and the same
 elementwise operations as the reference formula, done in place on preallocated buffers, on the
-blocks of the spectral array that hold kept modes, in cache-sized pieces on a team of threads
-(:mod:`solver.workers`), with the kernels of :mod:`solver.kernels`.
+blocks of the spectral array that hold kept modes, with the kernels of :mod:`solver.kernels`:
+OpenMP-parallel kernels on the team of FFTW's threads where the process has one OpenMP runtime
+(:mod:`solver.openmp`), else serial kernels in cache-sized pieces on a thread team of the
+runner's own (:mod:`solver.workers`). The torch backend on CPU runs the same on its tensors'
+memory (numpy views: :attr:`NonlinearPlan.host`).
 
 - :class:`FastPath` (one per equation): the kept blocks of the local spectral array, the
   :class:`~solver.workers.BlockRunner` of any region (:meth:`FastPath.runner`), the runner
   steppers update through (:meth:`FastPath.update_runner`) and one :class:`NonlinearPlan` per
   batch shape (:meth:`FastPath.plan`). Set ``threads``/``piece_bytes`` before the first step to
-  change how the elementwise work is cut (``threads`` None, the default: the backend's threads for
-  large arrays, one thread for small ones, :meth:`FastPath.team_threads`): results are
-  bit-identical for any choice.
+  change how the elementwise work is cut (``threads`` None, the default: parallel kernels where
+  :meth:`FastPath.parallel_kernels`, else the runner's team on the backend's threads for large
+  arrays and one thread for small ones, :meth:`FastPath.team_threads`; a number: serial kernels
+  on a team of that many threads): results are bit-identical for any choice.
 - :class:`NonlinearPlan` (``equation``, ``batch``): the :class:`Workspace` (FFT plans, buffers,
   coefficient vectors, sparse corrections) and the two hot operations: :meth:`~NonlinearPlan.jacobian`
   (Ĵ into the workspace) and :meth:`~NonlinearPlan.minus_jacobian` (N = −Ĵ + F̂ into ``out``,

@@ -27,6 +27,7 @@ import os
 import numpy as np
 
 from .errors import ParameterError
+from .openmp import shared as openmp_shared
 
 KERNELS_ENV = "TURBTL_KERNELS"
 
@@ -264,8 +265,7 @@ def parallel_available() -> bool:
     """Whether :class:`NumbaOps` may run its kernels on several threads: Numba is installed, its
     threading layer may be OpenMP, and the process has one OpenMP runtime (:mod:`solver.openmp`;
     next to FFTW's own runtime, parallel kernels would make every step many times slower)."""
-    from .openmp import shared
-    return _numba is not None and shared() and _numba.config.THREADING_LAYER in ("default", "omp")
+    return _numba is not None and openmp_shared() and _numba.config.THREADING_LAYER in ("default", "omp")
 
 
 class NumbaOps:

@@ -4,9 +4,9 @@ pyFFTW's wheels carry their own copy of GNU libgomp, Numba's ``omp`` threading l
 system's ``libgomp.so.1`` and torch's wheels carry a third copy. Each copy loaded under its own name
 is a separate OpenMP runtime with its own worker threads, and after a parallel region those
 workers spin for a while waiting for the next one. With as many threads as cores, the spinning
-workers of one runtime hold the cores that the other runtime's threads need. On the 2-core
-machine of docs/benchmarks.md, a 512² step whose elementwise kernels ran Numba-parallel beside
-FFTW's threads took about 12 ms instead of 2 (``tests/test_openmp.py`` runs that pairing).
+workers of one runtime hold the cores that the other runtime's threads need: Numba-parallel
+kernels beside FFTW's own runtime made a step many times slower on the 2-core machine of
+docs/benchmarks.md (``bench/solver_harness.py: measure_kernel_threading`` times that pairing).
 
 :func:`share` makes the process use one runtime. Before pyFFTW is imported, it puts a libgomp
 into the process's global symbol scope: the copy torch has already loaded if there is one

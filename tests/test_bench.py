@@ -169,3 +169,19 @@ def test_step_vs_floor_orders_measure_the_same_work():
         measure_step_vs_floor(32, order="interleaved")
     with pytest.raises(ValueError, match="order"):
         measure_batched_vs_floor(n=32, order="interleaved")
+
+
+def test_the_floor_counts_its_faster_runtime_and_the_threading_ways_agree():
+    """The FFT floor is also timed in a fresh process on pyFFTW's own OpenMP runtime and the faster
+    of the two counts; the hot loop's ways of threading (parallel kernels, the runner's team, one
+    thread, and parallel kernels beside a second runtime) give the same bits (the harness asserts
+    it) and a time each."""
+    pytest.importorskip("pyfftw")
+    pytest.importorskip("numba")
+    from bench.solver_harness import measure_kernel_threading, measure_step_vs_floor
+    r = measure_step_vs_floor(32, threads=2, steps=2, repeats=1)
+    assert r["floor_ms"] == min(r["floor_in_process_ms"], r["floor_own_runtime_ms"])
+    assert r["floor_from"] == ("own runtime" if r["floor_own_runtime_ms"] < r["floor_in_process_ms"]
+                               else "in process")
+    t = measure_kernel_threading(32, members=2, steps=2, repeats=1)
+    assert all(t[f"{k}_ms"] > 0 for k in ("parallel", "team", "serial", "separate_runtimes"))
