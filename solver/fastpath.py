@@ -187,22 +187,19 @@ class FastPath:
             add(out[..., r, c], term[r, c], out=out[..., r, c])
 
 
-def _sparse(backend, values: np.ndarray, pieces, host: bool = False) -> dict:
-    """Per piece ``(rows.start, cols.start)``: the piece-relative (row, col) indices and the
-    values of the nonzero entries of ``values`` (a local spectral numpy array) inside it, as
-    backend arrays (``host``: numpy, of the backend's complex dtype)."""
-    out = {}
-    for _, r, c in pieces:
-        sub = values[r, c]
-        ri, ci = np.nonzero(sub)
-        if ri.size:
-            vals = backend.asarray(sub[ri, ci], complex=True)
-            if host:
-                vals = _host(vals)
-            elif backend.is_torch:
-                ri, ci = (backend.xp.as_tensor(i, device=backend.device) for i in (ri, ci))
-            out[(r.start, c.start)] = (ri, ci, vals)
-    return out
+def _entries(backend, values: np.ndarray, host: bool = False):
+    """The nonzero entries of ``values`` (a local spectral numpy array): (row indices, column
+    indices, values) as backend arrays (``host``: numpy, values of the backend's complex dtype), or
+    None when there are none. They index the last two axes of any (batched) spectral array."""
+    ri, ci = np.nonzero(values)
+    if ri.size == 0:
+        return None
+    vals = backend.asarray(values[ri, ci], complex=True)
+    if host:
+        return ri, ci, _host(vals)
+    if backend.is_torch:
+        ri, ci = (backend.xp.as_tensor(i, device=backend.device) for i in (ri, ci))
+    return ri, ci, vals
 
 
 @dataclass
@@ -220,9 +217,10 @@ class Workspace:
     iky: Any                  # i ky (masked row factor) / n², for ω̂_y and û
     inv_k2: Any               # mask / k²
     neg_inv_k2: Any           # −mask / k²
-    removed: dict             # per piece: entries inside the kept blocks the mask removes (k = 0, Nyquist)
+    removed: tuple | None     # (rows, cols, ·) of the entries inside the kept blocks the mask removes
+                              # (k = 0; the Nyquist row and column without the 2/3 rule)
     tail: slice | None        # columns right of the kept ones that whole-row blocks take in
-    forcing: dict | None      # a sparse steady forcing, per piece
+    forcing: tuple | None     # a sparse steady forcing: (rows, cols, values)
     forcing_dense: Any        # a dense steady forcing (backend array) or None
     kept: BlockRunner         # pieces of the kept blocks
     spectral: BlockRunner     # kept, zero (quad) or kept, zero, zero: one round making the inputs
@@ -307,18 +305,18 @@ class NonlinearPlan:
             ikx=host(be.asarray(1j * g.host.kx * mx * scale, complex=True)),
             iky=host(be.asarray(1j * g.host.ky * my * scale, complex=True)),
             inv_k2=host(be.asarray(inv_k2)), neg_inv_k2=host(be.asarray(-inv_k2)),
-            removed=_sparse(be, removed, kept.pieces, self.host),
+            removed=_entries(be, removed, self.host),
             # whole-row blocks take in the columns right of the kept ones: N must be zero there
             tail=(slice(fast.kept_cols.stop, ncol)
                   if fast.blocks and fast.blocks[0][1].stop > fast.kept_cols.stop else None),
             # a forcing with few nonzero modes is added sparsely, else (an FFT's round-off
             # everywhere) in the same pass as the sign of Ĵ
-            forcing=None if forcing is None else _sparse(be, forcing, kept.pieces, self.host),
+            forcing=None if forcing is None else _entries(be, forcing, self.host),
             forcing_dense=None,
             kept=kept, spectral=fast.runner(batch, *self.spectral_regions),
             physical=fast.runner(batch, "physical"))
         if ws.forcing is not None:
-            nnz = sum(len(v[0]) for v in ws.forcing.values())
+            nnz = len(ws.forcing[0])
             kept_size = sum((r.stop - r.start) * (c.stop - c.start) for _, r, c in kept.pieces)
             if nnz > DENSE_FORCING_FRACTION * kept_size:
                 ws.forcing, ws.forcing_dense = None, host(eq.forcing_hat)
@@ -339,10 +337,9 @@ class NonlinearPlan:
         spec, (p0, p1, p2, p3), inv = ws.spec, ws.phys, ws.inverse
         ikx, iky, inv_k2, neg_inv_k2, removed = ws.ikx, ws.iky, ws.inv_k2, ws.neg_inv_k2, ws.removed
 
-        def fix(r, c):  # entries of the piece the mask removes (mean, Nyquist): zero
-            m = removed.get((r.start, c.start))
-            if m is not None:
-                spec[..., r, c][..., m[0], m[1]] = 0
+        def fix():  # the entries the mask removes (mean; Nyquist): zero, after each round
+            if removed is not None:
+                spec[..., removed[0], removed[1]] = 0
 
         def product(r, c):  # u ω_x + v ω_y
             K.dot2(p0, p1, p2, p3, r, c)
@@ -350,12 +347,12 @@ class NonlinearPlan:
         if self.quad:
             def inputs(r, c):  # ω̂_x = i kx ω̂, û = i ky ω̂ / k², ω̂_y = i ky ω̂, v̂ = -i kx ω̂ / k²
                 K.fields4(omega_hat, ikx, iky, inv_k2, neg_inv_k2, spec, r, c)
-                fix(r, c)
 
             def zero(r, c):
                 K.zero(spec, r, c)
 
             ws.spectral(inputs, *[zero] * (len(self.spectral_regions) - 1))
+            fix()
             inv[0]()                                      # p0, p1, p2, p3 = ω_x, u, ω_y, v
             ws.physical(product)
             ws.forward()
@@ -370,16 +367,16 @@ class NonlinearPlan:
 
         def omega_x_and_u(r, c):  # ω̂_x = i kx ω̂, û = i ky ω̂ / k²
             K.pair_x(omega_hat, ikx, iky, inv_k2, sa, sb, r, c)
-            fix(r, c)
 
         def omega_y_and_v(r, c):  # ω̂_y = i ky ω̂, v̂ = -i kx ω̂ / k²
             K.pair_y(omega_hat, ikx, iky, neg_inv_k2, sa, sb, r, c)
-            fix(r, c)
 
         zeros = [zero_a, zero_b] if len(self.spectral_regions) == 3 else []
         ws.spectral(omega_x_and_u, *zeros)
+        fix()
         inv[0]()                                          # p0, p1 = ω_x, u
         ws.spectral(omega_y_and_v, *zeros)
+        fix()
         inv[1]()                                          # p2, p3 = ω_y, v
         ws.physical(product)
         ws.forward()
@@ -387,28 +384,37 @@ class NonlinearPlan:
 
     def minus_jacobian(self, omega_hat, out, then: Callable | None = None) -> None:
         """``out`` = −Ĵ + F̂ (steady forcing) on the kept modes, zero on the other entries of the
-        kept blocks; ``then(rows, cols)`` called on each piece as soon as it is final."""
+        kept blocks; ``then(rows, cols)`` called on each piece as soon as it is final.
+
+        The removed entries and a sparse forcing are put into Ĵ first, so that one negation per
+        piece gives N: Ĵ = −0 there (N = +0), Ĵ − F̂ at the forced modes (N = F̂ − Ĵ, the same
+        value as −Ĵ + F̂). When ``then`` carries ``ab2_update`` = (w, prev, out, A, B, f0) (the AB2
+        update into this ``out``, :class:`solver.stepping.AB2CN`), N and the update are one pass
+        over each piece (``kernels.negate_ab2``): the same operations, one read of N fewer."""
         self.jacobian(omega_hat)
         ws, K = self.ws, self.ops
+        args = getattr(then, "ab2_update", None)
+        fused = None
+        if args is not None and args[2] is out and ws.forcing_dense is None and ws.tail is None:
+            fused = args[:2] + args[3:]  # w, prev, A, B, f0
         if self.host:
             out = _host(out)
         j, removed, forcing, tail, dense = ws.j_hat, ws.removed, ws.forcing, ws.tail, ws.forcing_dense
+        if removed is not None:
+            j[..., removed[0], removed[1]] = -0.0
+        if forcing is not None:
+            j[..., forcing[0], forcing[1]] -= forcing[2]
 
         def finish(r, c):
-            o = out[..., r, c]
+            if fused is not None:
+                K.negate_ab2(j, out, *fused, r, c)
+                return
             if dense is None:
                 K.negate(j, out, r, c)
             else:
                 K.negate_add(j, dense, out, r, c)
             if tail is not None:  # the columns above the kept ones stay zero
-                o[..., tail] = 0
-            key = (r.start, c.start)
-            m = removed.get(key)
-            if m is not None:
-                o[..., m[0], m[1]] = 0
-            f = forcing.get(key) if forcing is not None else None
-            if f is not None:
-                o[..., f[0], f[1]] += f[2]
+                out[..., r, c][..., tail] = 0
             if then is not None:
                 then(r, c)
 

@@ -129,6 +129,11 @@ class ArrayOps:
         o = out[..., r, c]
         self.xp.add(o, f[r, c], out=o)
 
+    def negate_ab2(self, src, out, w, prev, A, B, f0, r, c):
+        """out = -src, then :meth:`ab2` with ``n_now = out``: N and the AB2 update of a piece."""
+        self.negate(src, out, r, c)
+        self.ab2(w, prev, out, A, B, f0, r, c)
+
     def ab2(self, w, prev, n_now, A, B, f0, r, c):
         """w = A w + B (n_now + f0 prev) (prev is overwritten with the bracket times B)."""
         xp, p, wv = self.xp, prev[..., r, c], w[..., r, c]
@@ -256,7 +261,20 @@ def _compile(parallel: bool = False) -> dict:
                 p = (pr[k] * f0 + nr[k]) * br[k]
                 wr[k] = wr[k] * ar[k] + p
 
-    _COMPILED[parallel] = dict(pair_x=pair_x, pair_y=pair_y, zero=zero, dot2=dot2, negate=negate,
+    @jit
+    def negate_ab2(src, out, w, prev, A, B, f0, r0, r1, c0, c1):
+        R = r1 - r0
+        for t in loop(w.shape[0] * R):
+            m, i = t // R, r0 + t % R
+            sr, o, wr, pr = src[m, i, c0:c1], out[m, i, c0:c1], w[m, i, c0:c1], prev[m, i, c0:c1]
+            ar, br = A[i, c0:c1], B[i, c0:c1]
+            for k in range(c1 - c0):
+                nk = -sr[k]
+                o[k] = nk
+                p = (pr[k] * f0 + nk) * br[k]
+                wr[k] = wr[k] * ar[k] + p
+
+    _COMPILED[parallel] = dict(negate_ab2=negate_ab2, pair_x=pair_x, pair_y=pair_y, zero=zero, dot2=dot2, negate=negate,
                                negate_add=negate_add, ab2=ab2, fields4=fields4)
     return _COMPILED[parallel]
 
@@ -320,6 +338,14 @@ class NumbaOps:
     def negate_add(self, src, f, out, r, c):
         self.k["negate_add"](_stack(src), f, _stack(out), r.start, r.stop, c.start, c.stop)
 
+    def negate_ab2(self, src, out, w, prev, A, B, f0, r, c):
+        """out = -src, then :meth:`ab2` with ``n_now = out``, in one pass over the piece."""
+        if A.ndim != 2 or B.ndim != 2:
+            raise ValueError("AB2 coefficients must be 2D (rows, cols)")
+        f0 = (np.float32 if w.dtype == np.complex64 else np.float64)(f0)  # no float32 -> 64 promotion
+        self.k["negate_ab2"](_stack(src), _stack(out), _stack(w), _stack(prev), A, B, f0,
+                             r.start, r.stop, c.start, c.stop)
+
     def ab2(self, w, prev, n_now, A, B, f0, r, c):
         if A.ndim != 2 or B.ndim != 2:
             raise ValueError("AB2 coefficients must be 2D (rows, cols)")
@@ -346,7 +372,7 @@ def _on_views(method):
     return call
 
 
-for _name in ("pair_x", "pair_y", "fields4", "zero", "dot2", "negate", "negate_add", "ab2"):
+for _name in ("pair_x", "pair_y", "fields4", "zero", "dot2", "negate", "negate_add", "ab2", "negate_ab2"):
     setattr(TensorNumbaOps, _name, _on_views(getattr(NumbaOps, _name)))
 
 

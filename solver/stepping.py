@@ -217,6 +217,7 @@ class AB2CN(Stepper):
 
             def ab2(r, c):  # ω̂ <- A ω̂ + B c1 (N - (c0/c1) N_prev), piece by piece as N is finished
                 update(w, prev, n_now, A, Bc, f0, r, c)
+            ab2.ab2_update = (w, prev, n_now, A, Bc, f0)  # the hot loop may make N and update in one pass
             self.equation.nonlinear(w, state.t, out=n_now, then=ab2)
             self._bufs["n"] = prev  # reuse: zero outside the kept modes, overwritten inside
         state.history["nl_prev"] = n_now

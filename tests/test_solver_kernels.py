@@ -297,3 +297,40 @@ def test_fft_floor_takes_the_faster_way_of_its_four_inverses():
     t_fft, t_copy = fl.floor()
     assert t_fft > 0 and t_copy > 0 and sum(fl.wins.values()) == 1
     assert "batched over the 4" in fl.describe()
+
+
+@pytest.mark.parametrize("kind", ["numba", "numpy"])
+@pytest.mark.parametrize("batch", [(), (2,)])
+def test_fused_n_and_ab2_update_give_the_bits_of_n_then_the_update(kind, batch, monkeypatch):
+    """``minus_jacobian(w, out, then)`` with a ``then`` carrying ``ab2_update`` makes N and the AB2
+    update in one pass (``kernels.negate_ab2``); without the attribute, N first and ``then`` on each
+    piece: the same N, ω̂ and history to the bit (the forced modes and k = 0 included)."""
+    monkeypatch.setenv(K.KERNELS_ENV, kind)
+    if kind == "numba" and K.numba_version() is None:
+        pytest.skip("numba not installed")
+    n = 48
+    be = make_backend(n, threads=1)
+    g = Grid(n, backend=be)
+    eq = Equation(g, Parameters(re=3e3, mu=0.1), forcing=make_forcing(g, "cos-xy", kf=4))
+    st = make_stepper("ab2cn", eq, dt=2e-3)
+    w0 = random_field(g, kp=8, seed=1)
+    w0 = np.stack([w0, 1.1 * w0]) if batch else w0
+    prev0 = eq.nonlinear(w0 * 0.9, 0.0)
+    A, B, f0 = st.A, st._B_scaled(1.5), -1 / 3
+    calls, fuse = [], eq.kernels.negate_ab2
+    monkeypatch.setattr(eq.kernels, "negate_ab2", lambda *a: (calls.append(1), fuse(*a)))
+    out = {}
+    for fused in (True, False):
+        w, prev, n_now = w0.copy(), prev0.copy(), be.zeros_spectral(batch)
+
+        def then(r, c, w=w, prev=prev, n_now=n_now):
+            eq.kernels.ab2(w, prev, n_now, A, B, f0, r, c)
+        if fused:
+            then.ab2_update = (w, prev, n_now, A, B, f0)
+        eq.fast.plan(batch).minus_jacobian(w, n_now, then)
+        out[fused] = (w, prev, n_now)
+    for a, b in zip(out[True], out[False]):
+        assert np.array_equal(a, b) and not np.shares_memory(a, b)
+    assert out[True][2].any() and not np.array_equal(out[True][0], w0)
+    # Numba kernels take exact kept blocks: fused; array kernels' whole-row blocks zero a tail: not
+    assert (len(calls) > 0) == (kind == "numba")
