@@ -93,10 +93,12 @@ def _fresh_process(call: str, threads: int) -> dict:
 def _fresh_process_case(n, backend, dtype, device, steps, repeats, threads) -> dict:
     """``measure_step_vs_floor`` of one case in a fresh Python process (OMP_NUM_THREADS=threads).
 
-    Cases share nothing, and each gets its own OMP_NUM_THREADS: in one process, a torch CPU step
-    after numpy-backend steps ran up to ten times slower here, and under the suite's
-    OMP_NUM_THREADS=1 (bench/run.sh) the 2-thread cases ran as on one thread, because pyFFTW's
-    FFTW threads here are OpenMP's (thread pools and their settings are process-wide)."""
+    Cases share nothing, and each gets its own OMP_NUM_THREADS: under the suite's
+    OMP_NUM_THREADS=1 (bench/run.sh) the 2-thread cases ran as on one thread, because FFTW's
+    threads here are OpenMP's (thread pools and their settings are process-wide). Before the
+    solver made its processes use one OpenMP runtime (solver/openmp.py), a torch CPU step after
+    numpy-backend steps in one process also ran up to ten times slower: torch's runtime and
+    pyFFTW's each kept spinning threads (bench/scripts/solver_figures.py times that sequence)."""
     return _fresh_process(f"measure_step_vs_floor({n}, backend={backend!r}, dtype={dtype!r}, "
                           f"device={device!r}, steps={steps}, repeats={repeats}, threads={threads})", threads)
 

@@ -274,8 +274,8 @@ def _compile(parallel: bool = False) -> dict:
                 p = (pr[k] * f0 + nk) * br[k]
                 wr[k] = wr[k] * ar[k] + p
 
-    _COMPILED[parallel] = dict(negate_ab2=negate_ab2, pair_x=pair_x, pair_y=pair_y, zero=zero, dot2=dot2, negate=negate,
-                               negate_add=negate_add, ab2=ab2, fields4=fields4)
+    _COMPILED[parallel] = dict(pair_x=pair_x, pair_y=pair_y, zero=zero, dot2=dot2, negate=negate,
+                               negate_add=negate_add, ab2=ab2, fields4=fields4, negate_ab2=negate_ab2)
     return _COMPILED[parallel]
 
 
