@@ -42,7 +42,7 @@ def library_versions() -> dict[str, str]:
 
 
 _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "TURBTL_KERNELS", "TURBTL_FFTW_PLANNER",
-               "TURBTL_KEEP_FREED_MEMORY")
+               "TURBTL_KEEP_FREED_MEMORY", "TURBTL_SHARED_OPENMP")
 
 
 def thread_counts(config: dict | None = None) -> dict:
@@ -57,6 +57,8 @@ def thread_counts(config: dict | None = None) -> dict:
     out["fftw"] = threads or default_threads()  # where 0 ("automatic") is resolved
     numba = sys.modules.get("numba")
     out["numba"] = numba.get_num_threads() if numba else None
+    openmp = sys.modules.get("solver.openmp")  # one OpenMP runtime for FFTW and Numba, or why not
+    out["openmp"] = openmp.describe() if openmp else None
     out["mpi_ranks"] = 1
     mpi = sys.modules.get("mpi4py.MPI")
     if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized():
