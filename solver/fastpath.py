@@ -296,7 +296,8 @@ class NonlinearPlan:
         # entries inside the kept rectangle that the mask removes (k = 0; the Nyquist row and
         # column without the 2/3 rule): zeroed sparsely; the forcing is added sparsely too
         removed = np.zeros(be.spectral_shape)
-        removed[:, fast.kept_cols] = 1.0 - mask[:, fast.kept_cols]
+        for r, c in fast.exact_blocks():  # the kept rows and columns (not the rows between them)
+            removed[r, c] = 1.0 - mask[r, c]
         ncol = be.spectral_shape[1]
         forcing = eq.forcing_hat_host
         ws = Workspace(

@@ -334,3 +334,16 @@ def test_fused_n_and_ab2_update_give_the_bits_of_n_then_the_update(kind, batch, 
     assert out[True][2].any() and not np.array_equal(out[True][0], w0)
     # Numba kernels take exact kept blocks: fused; array kernels' whole-row blocks zero a tail: not
     assert (len(calls) > 0) == (kind == "numba")
+
+
+def test_the_sparse_entries_are_only_those_inside_the_kept_blocks():
+    """Under the 2/3 rule the mask removes only k = 0 inside the kept blocks (the rows between them
+    are not the hot loop's to fix, once per step); the cos-xy forcing is its 3 stored modes."""
+    n = 48
+    be = make_backend(n, threads=1)
+    g = Grid(n, backend=be)
+    eq = Equation(g, Parameters(re=3e3, mu=0.1), forcing=make_forcing(g, "cos-xy", kf=4))
+    ws = eq.fast.plan(()).ws
+    rows, cols = (np.asarray(a) for a in ws.removed[:2])
+    assert rows.tolist() == [0] and cols.tolist() == [0]
+    assert len(ws.forcing[0]) == np.count_nonzero(eq.forcing_hat_host) == 3
