@@ -1,12 +1,14 @@
 """The solver figures of docs/benchmarks.md, measured and rendered by one script:
 
     python -P bench/scripts/solver_figures.py measure OUT.json   # ~10 min on 2 cores, quiet machine
-    python -P bench/scripts/solver_figures.py render OUT.json    # the markdown tables
+    python -P bench/scripts/solver_figures.py render OUT.json [MORE.json ...]   # markdown tables
 
 ``measure`` runs, each in a fresh process with OMP_NUM_THREADS=2: two passes of
 ``measure_step_vs_floor`` (numpy, float64, 2 threads, 128²-2048²) and ``measure_batched_vs_floor``
 (6 x 128²); the torch backend on CPU at 512² and 1024², twice; ``measure_kernel_threading`` at 256²
 and 512²; and a torch CPU step timed after numpy-backend steps in one process (``torch_after_numpy``).
+``render`` prints the tables of the first file; with more files, one more table lists the ratios of
+every pass of every run, so that a run on a disturbed machine is seen next to the others.
 """
 from __future__ import annotations
 
@@ -75,7 +77,27 @@ def _ratios(rs) -> str:
     return " / ".join(f"{r['ratio']:.2f}" for r in rs)
 
 
-def render(path: str) -> str:
+def _across(paths: list[str]) -> list[str]:
+    """Rows: per case, the step / floor ratios of every pass of every run (runs separated by ·)."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    cases: dict = {}
+    for i, res in enumerate(runs):
+        for key, rows in (("numpy", res["numpy"]), ("batched", res["batched"]), ("torch", res["torch"])):
+            for r in rows:
+                name = {"numpy": f"{r['n']}²", "batched": f"batched {r.get('members')} × {r['n']}²",
+                        "torch": f"torch {r['n']}²"}[key]
+                cases.setdefault(name, [[] for _ in runs])[i].append(r["ratio"])
+    out = ["| case | step / floor, every pass of runs " + ", ".join(Path(p).stem for p in paths) +
+           " | median | min–max |", "|---|---|---|---|"]
+    for name, per_run in cases.items():
+        allr = sorted(x for run in per_run for x in run)
+        med = allr[len(allr) // 2] if len(allr) % 2 else (allr[len(allr) // 2 - 1] + allr[len(allr) // 2]) / 2
+        out.append(f"| {name} | {' · '.join(' '.join(f'{x:.2f}' for x in run) for run in per_run)} | "
+                   f"{med:.2f} | {allr[0]:.2f}–{allr[-1]:.2f} |")
+    return out
+
+
+def render(path: str, more: list[str] | None = None) -> str:
     res = json.loads(Path(path).read_text())
     out = []
     passes: dict = {}
@@ -112,13 +134,16 @@ def render(path: str) -> str:
             f"(the numpy steps before it: {ta['numpy_ms']:.3f} ms; {ta['openmp']}).",
             "", f"Load (1 min) at the end of each numpy case: "
             f"{', '.join(sorted({r['load'].split()[1] for r in res['numpy']}))}."]
+    if more:
+        out += [""] + _across([path, *more])
     return "\n".join(out)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("measure", "render"):
+    if len(sys.argv) < 3 or sys.argv[1] not in ("measure", "render") or (sys.argv[1] == "measure"
+                                                                          and len(sys.argv) != 3):
         sys.exit(__doc__)
     if sys.argv[1] == "measure":
         measure(sys.argv[2])
     else:
-        print(render(sys.argv[2]))
+        print(render(sys.argv[2], sys.argv[3:]))
