@@ -33,7 +33,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .backends.numpy_fft import NumpyFFT
-from .kernels import _host, choose as choose_kernels, parallel_available
+from .kernels import choose as choose_kernels, host_array, parallel_available
 from .workers import ARRAY_PIECE_BYTES, PIECE_BYTES, BlockRunner
 
 #: with ``FastPath.threads`` None, the elementwise work of arrays with fewer spectral entries than
@@ -196,7 +196,7 @@ def _entries(backend, values: np.ndarray, host: bool = False):
         return None
     vals = backend.asarray(values[ri, ci], complex=True)
     if host:
-        return ri, ci, _host(vals)
+        return ri, ci, host_array(vals)
     if backend.is_torch:
         ri, ci = (backend.xp.as_tensor(i, device=backend.device) for i in (ri, ci))
     return ri, ci, vals
@@ -286,7 +286,7 @@ class NonlinearPlan:
         self.spectral_regions = self._spectral_regions()
         spec, phys, inverse, forward, j_hat = self._transforms(batch)
         self.j_hat_backend = j_hat
-        host = _host if self.host else (lambda x: x)  # numpy views of CPU tensors (same memory)
+        host = host_array if self.host else (lambda x: x)  # numpy views of CPU tensors (same memory)
         spec, phys, j_hat = host(spec), host(phys), host(j_hat)
         kept = fast.runner(batch, "kept")
         # separable masks: kept columns and kept rows (whole rows are processed, see FastPath)
@@ -334,7 +334,7 @@ class NonlinearPlan:
         one pass: three (quad) or four rounds of elementwise work in all, each in pieces."""
         K, ws = self.ops, self.ws
         if self.host:
-            omega_hat = _host(omega_hat)
+            omega_hat = host_array(omega_hat)
         spec, (p0, p1, p2, p3), inv = ws.spec, ws.phys, ws.inverse
         ikx, iky, inv_k2, neg_inv_k2, removed = ws.ikx, ws.iky, ws.inv_k2, ws.neg_inv_k2, ws.removed
 
@@ -399,7 +399,7 @@ class NonlinearPlan:
         if args is not None and args[2] is out and ws.forcing_dense is None and ws.tail is None:
             fused = args[:2] + args[3:]  # w, prev, A, B, f0
         if self.host:
-            out = _host(out)
+            out = host_array(out)
         j, removed, forcing, tail, dense = ws.j_hat, ws.removed, ws.forcing, ws.tail, ws.forcing_dense
         if removed is not None:
             j[..., removed[0], removed[1]] = -0.0

@@ -354,7 +354,7 @@ class NumbaOps:
                       r.start, r.stop, c.start, c.stop)
 
 
-def _host(x):
+def host_array(x):
     """A torch tensor's numpy view (same memory); anything else as it is."""
     return x.numpy() if hasattr(x, "numpy") and not isinstance(x, np.ndarray) else x
 
@@ -367,7 +367,7 @@ class TensorNumbaOps(NumbaOps):
 
 def _on_views(method):
     def call(self, *args):
-        return method(self, *[_host(a) for a in args])
+        return method(self, *[host_array(a) for a in args])
     call.__name__, call.__doc__ = method.__name__, method.__doc__
     return call
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ParameterError
-from .base import FFTBackend, default_planner, default_threads, fftw_plan
+from .base import FFTBackend, default_planner, default_threads
 from .numpy_fft import _pyfftw, fftw_irfft2_plan, fftw_rfft2_plan
 
 
