@@ -81,19 +81,22 @@ def _across(paths: list[str]) -> list[str]:
     """Rows: per case, the step / floor ratios of every pass of every run (runs separated by ·)."""
     runs = [json.loads(Path(p).read_text()) for p in paths]
     cases: dict = {}
+    floors: dict = {}
     for i, res in enumerate(runs):
         for key, rows in (("numpy", res["numpy"]), ("batched", res["batched"]), ("torch", res["torch"])):
             for r in rows:
                 name = {"numpy": f"{r['n']}²", "batched": f"batched {r.get('members')} × {r['n']}²",
                         "torch": f"torch {r['n']}²"}[key]
                 cases.setdefault(name, [[] for _ in runs])[i].append(r["ratio"])
+                floors.setdefault(name, []).extend(
+                    x for x in (r["floor_in_process_ms"], r["floor_own_runtime_ms"]) if x == x)
     out = ["| case | step / floor, every pass of runs " + ", ".join(Path(p).stem for p in paths) +
-           " | median | min–max |", "|---|---|---|---|"]
+           " | median | min–max | floor ms, min–max over every timing |", "|---|---|---|---|---|"]
     for name, per_run in cases.items():
         allr = sorted(x for run in per_run for x in run)
         med = allr[len(allr) // 2] if len(allr) % 2 else (allr[len(allr) // 2 - 1] + allr[len(allr) // 2]) / 2
         out.append(f"| {name} | {' · '.join(' '.join(f'{x:.2f}' for x in run) for run in per_run)} | "
-                   f"{med:.2f} | {allr[0]:.2f}–{allr[-1]:.2f} |")
+                   f"{med:.2f} | {allr[0]:.2f}–{allr[-1]:.2f} | {min(floors[name]):.3f}–{max(floors[name]):.3f} |")
     return out
 
 
