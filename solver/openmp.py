@@ -29,7 +29,7 @@ import sys
 SHARED_OPENMP_ENV = "TURBTL_SHARED_OPENMP"
 SYSTEM_LIBGOMP = "libgomp.so.1"
 
-#: the outcome of :func:`share`: None before it ran, else (shared, one line saying why)
+#: the outcome of :func:`share`: empty before it ran, else [shared, one line saying why]
 _STATE: list = []
 
 
