@@ -52,7 +52,8 @@ class FastPath:
         self.equation, self.grid, self.backend = equation, equation.grid, equation.backend
         self.dealias = equation.dealias
         self.ops = choose_kernels(self.backend)  # the hot loop's elementwise kernels
-        #: the kernels work on host (numpy) memory: numpy arrays, or CPU tensors' numpy views
+        #: the hot loop works on host (numpy) memory: numpy arrays, or CPU tensors' numpy views
+        #: (Numba kernels on a torch backend); torch's own array operations (CUDA) work on tensors
         self.host = self.ops.name == "numba" or not self.backend.is_torch
         # threads and piece size of the elementwise work (numpy backend); threads None: automatic
         # (:meth:`team_threads`)
@@ -235,9 +236,9 @@ class NonlinearPlan:
         self.equation, self.batch = equation, tuple(batch)
         self.fast: FastPath = equation.fast
         self.ops = self.fast.ops
-        #: the workspace holds numpy arrays: the numpy backend's, or the numpy views of a CPU torch
-        #: backend's tensors (its kernels are Numba's, :class:`~solver.kernels.TensorNumbaOps`)
-        self.host = self.fast.ops.name == "numba"
+        #: the workspace holds numpy arrays (:attr:`FastPath.host`): the numpy backend's, or the
+        #: numpy views of a CPU torch backend's tensors (Numba kernels, ``TensorNumbaOps``)
+        self.host = self.fast.host
         #: all four inverse inputs in one round and one batched inverse (serial numpy backend, and
         #: torch on CPU with Numba kernels)
         self.quad = isinstance(equation.backend, NumpyFFT) or (self.host and equation.backend.is_torch)

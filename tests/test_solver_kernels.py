@@ -113,14 +113,17 @@ def test_pruned_serial_transforms_equal_numpy_and_keep_the_zero_columns(n, batch
 needs_numba = pytest.mark.skipif(K.numba_version() is None, reason="numba not installed")
 
 
+def _complex(seed):
+    """(c, rng): ``c(*shape)`` draws standard complex normal arrays from ``rng``."""
+    rng = np.random.default_rng(seed)
+    return (lambda *shape: rng.standard_normal(shape) + 1j * rng.standard_normal(shape)), rng
+
+
 @needs_numba
 @pytest.mark.parametrize("batch", [(), (2,)])
 def test_numba_kernels_equal_the_array_kernels(batch):
-    rng = np.random.default_rng(7)
+    c, rng = _complex(7)
     n, m = 24, 13
-
-    def c(*shape):
-        return rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
     w, j = c(*batch, n, m), c(*batch, n, m)
     vx, vy, q, A, B, F = c(1, m), c(n, 1), rng.standard_normal((n, m)), rng.standard_normal((n, m)), \
         rng.standard_normal((n, m)), c(n, m)
@@ -229,11 +232,8 @@ def test_extra_term_with_unmasked_output_leaves_the_removed_modes_alone(kind, mo
 @needs_numba
 @pytest.mark.parametrize("batch", [(), (3,)])
 def test_fields4_makes_the_inputs_of_pair_x_and_pair_y_bit_for_bit(batch):
-    rng = np.random.default_rng(11)
+    c, rng = _complex(11)
     n, m = 20, 11
-
-    def c(*shape):
-        return rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
     w, vx, vy, q = c(*batch, n, m), c(1, m), c(n, 1), rng.standard_normal((n, m))
     pieces = [(slice(0, 7), slice(0, 7)), (slice(14, 20), slice(0, 7)), (slice(3, 5), slice(2, 11))]
     for op in (K.ArrayOps(np), K.NumbaOps()):
