@@ -32,7 +32,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .backends.numpy_fft import NumpyFFT
+from . import fftw_rows
+from .backends.numpy_fft import NumpyFFT, fftw_y_plan
 from .kernels import choose as choose_kernels, host_array, parallel_available
 from .workers import ARRAY_PIECE_BYTES, PIECE_BYTES, BlockRunner
 
@@ -209,10 +210,11 @@ class Workspace:
 
     spec: Any                 # the inputs of one batched inverse: (4, *batch, ...) ω̂_x, û, ω̂_y, v̂
                               # (NonlinearPlan.quad), else (2, *batch, ...) two at a time
-    phys: Any                 # four physical buffers (4, *batch, ...): ω_x, u, ω_y, v
+    phys: Any                 # four physical buffers (4, *batch, ...): ω_x, u, ω_y, v (None with x_pass)
     inverse: list             # zero-argument plans: [spec -> phys] (quad), else
-                              # [spec -> phys[0:2], spec -> phys[2:4]]
-    forward: Callable         # phys[0] -> j_hat
+                              # [spec -> phys[0:2], spec -> phys[2:4]]; with x_pass: [the y pass of spec]
+    forward: Callable         # phys[0] -> j_hat; with x_pass: the y pass of j_hat
+    x_pass: Callable | None   # the fused x pass: spec (after its y pass) -> j_hat (before its y pass)
     j_hat: Any                # Ĵ (meaningful in the kept blocks only)
     ikx: Any                  # i kx (masked column factor) / n², for ω̂_x and v̂
     iky: Any                  # i ky (masked row factor) / n², for ω̂_y and û
@@ -242,16 +244,29 @@ class NonlinearPlan:
         #: all four inverse inputs in one round and one batched inverse (serial numpy backend, and
         #: torch on CPU with Numba kernels)
         self.quad = isinstance(equation.backend, NumpyFFT) or (self.host and equation.backend.is_torch)
+        #: the x passes of the transforms and the product fused, block of rows by block of rows
+        #: (:mod:`solver.fftw_rows`): quad, Numba kernels, pruned FFTW plans, pyFFTW's FFTW found
+        be = equation.backend
+        self.fused_x = bool(
+            self.quad and self.ops.name == "numba" and self.fast.dealias == "2/3"
+            and be._pruned(equation.grid.kmax_dealias + 1) is not None and fftw_rows.available(be.dtype_name))
         self.j_hat_backend = None  # Ĵ as the backend's array (set by _workspace)
         self.ws = self._workspace()
 
     def _transforms(self, batch):
-        """(spec, phys, inverse plans, forward, j_hat) on fresh buffers. The serial numpy backend
-        makes all four inverse inputs at once and transforms them in one batched FFTW plan
-        (:attr:`quad`); the others two at a time, (ω̂_x, û) then (ω̂_y, v̂)."""
+        """(spec, phys, inverse plans, forward, j_hat, x_pass) on fresh buffers. The serial numpy
+        backend makes all four inverse inputs at once and transforms them in one batched FFTW plan
+        (:attr:`quad`); the others two at a time, (ω̂_x, û) then (ω̂_y, v̂). With :attr:`fused_x`
+        the plans are the y passes and ``x_pass`` does the rest (:meth:`_fused_x_pass`)."""
         be, g = self.equation.backend, self.equation.grid
         # the 2/3 rule zeroes every column kx > kmax: the transforms may skip them
         kx_stop = g.kmax_dealias + 1 if self.fast.dealias == "2/3" else None
+        if self.fused_x:
+            spec, j_hat = be.zeros_spectral((4,) + batch), be.zeros_spectral(batch)
+            hs, hj, ks = host_array(spec), host_array(j_hat), be._pruned(kx_stop)
+            inverse = [fftw_y_plan(hs, ks, False, be.planner, be.threads)]
+            forward = fftw_y_plan(hj, ks, True, be.planner, be.threads)
+            return spec, None, inverse, forward, j_hat, self._fused_x_pass(hs, hj)
         phys = be.zeros_physical((4,) + batch)  # four physical fields: ω_x, u, ω_y, v
         if self.quad:
             spec = be.zeros_spectral((4,) + batch)
@@ -271,7 +286,40 @@ class NonlinearPlan:
             inverse = [pair_inverse(phys[0:2]), pair_inverse(phys[2:4])]
         j_hat = be.zeros_spectral(batch)
         forward = be.plan_rfft2(phys[0], j_hat, kx_stop=kx_stop)
-        return spec, phys, inverse, forward, j_hat
+        return spec, phys, inverse, forward, j_hat, None
+
+    def _fused_x_pass(self, spec, j_hat) -> Callable:
+        """The fused x pass on the host arrays ``spec`` (4, *batch, n, ncol) and ``j_hat``: blocks
+        of rows (all members' rows in a row, :func:`~solver.fftw_rows.block_rows`) dealt out to as
+        many parts as the elementwise work has threads (the parallel kernels' OpenMP team, else the
+        runners' own team: :meth:`FastPath.team_threads`), one buffer of four physical blocks per
+        part, the two row plans of :func:`~solver.fftw_rows.row_plans`; ``NumbaOps.x_pass`` runs
+        them. The same bits for any number of parts."""
+        import pyfftw  # fused_x implies it
+        from .workers import team
+        be, ops = self.equation.backend, self.ops
+        ncol, n = spec.shape[-1], be.physical_shape[-1]
+        spec3, j2 = spec.reshape(4, -1, ncol), j_hat.reshape(-1, ncol)
+        real = np.dtype(be.dtype_name)
+        block = fftw_rows.block_rows(spec3.shape[1], n, real.itemsize)
+        self.fast.runner(self.batch)  # sets the kernels' threads (FastPath.runner)
+        parts = ops.threads if ops.parallel else self.fast.team_threads(self.batch)
+        parts = max(1, min(parts, spec3.shape[1] // block))
+        tmp = pyfftw.zeros_aligned((parts, 4, block, n), dtype=real, n=64)
+        c2r, r2c = fftw_rows.row_plans(spec3, tmp, j2, block, be.planner)
+        crew = None if ops.parallel else team(parts)
+
+        if crew is None:
+            def run():
+                ops.x_pass(c2r, r2c, spec3, tmp, j2, block)
+        else:
+            def part(t):
+                ops.x_pass(c2r, r2c, spec3, tmp, j2, block, slice(t, t + 1))
+
+            def run():
+                crew.run(part, range(parts))
+        run.block, run.parts = block, parts
+        return run
 
     def _spectral_regions(self) -> tuple:
         """The regions of the round making the inverse inputs: the kept blocks, and the entries
@@ -285,10 +333,10 @@ class NonlinearPlan:
         be, g = eq.backend, eq.grid
         scale = 1.0 / (g.n * g.n)  # the planned inverse is unnormalised
         self.spectral_regions = self._spectral_regions()
-        spec, phys, inverse, forward, j_hat = self._transforms(batch)
+        spec, phys, inverse, forward, j_hat, x_pass = self._transforms(batch)
         self.j_hat_backend = j_hat
         host = host_array if self.host else (lambda x: x)  # numpy views of CPU tensors (same memory)
-        spec, phys, j_hat = host(spec), host(phys), host(j_hat)
+        spec, phys, j_hat = host(spec), (None if phys is None else host(phys)), host(j_hat)
         kept = fast.runner(batch, "kept")
         # separable masks: kept columns and kept rows (whole rows are processed, see FastPath)
         mx, my = g.mask_factors(eq.dealias)
@@ -302,7 +350,7 @@ class NonlinearPlan:
         ncol = be.spectral_shape[1]
         forcing = eq.forcing_hat_host
         ws = Workspace(
-            spec=spec, phys=phys, inverse=inverse, forward=forward, j_hat=j_hat,
+            spec=spec, phys=phys, inverse=inverse, forward=forward, x_pass=x_pass, j_hat=j_hat,
             # ω̂_x = ω̂ i kx, ω̂_y = ω̂ i ky, û = ω̂_y / k², v̂ = -ω̂_x / k², scaled for the inverse
             ikx=host(be.asarray(1j * g.host.kx * mx * scale, complex=True)),
             iky=host(be.asarray(1j * g.host.ky * my * scale, complex=True)),
@@ -336,7 +384,7 @@ class NonlinearPlan:
         K, ws = self.ops, self.ws
         if self.host:
             omega_hat = host_array(omega_hat)
-        spec, (p0, p1, p2, p3), inv = ws.spec, ws.phys, ws.inverse
+        spec, inv = ws.spec, ws.inverse
         ikx, iky, inv_k2, neg_inv_k2, removed = ws.ikx, ws.iky, ws.inv_k2, ws.neg_inv_k2, ws.removed
 
         def fix():  # the entries the mask removes (mean; Nyquist): zero, after each round
@@ -344,6 +392,7 @@ class NonlinearPlan:
                 spec[..., removed[0], removed[1]] = 0
 
         def product(r, c):  # u ω_x + v ω_y
+            p0, p1, p2, p3 = ws.phys
             K.dot2(p0, p1, p2, p3, r, c)
 
         if self.quad:
@@ -355,6 +404,11 @@ class NonlinearPlan:
 
             ws.spectral(inputs, *[zero] * (len(self.spectral_regions) - 1))
             fix()
+            if ws.x_pass is not None:  # y passes by FFTW's threads, the x passes fused between
+                inv[0]()
+                ws.x_pass()
+                ws.forward()
+                return self.j_hat_backend
             inv[0]()                                      # p0, p1, p2, p3 = ω_x, u, ω_y, v
             ws.physical(product)
             ws.forward()

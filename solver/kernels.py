@@ -274,8 +274,29 @@ def _compile(parallel: bool = False) -> dict:
                 p = (pr[k] * f0 + nk) * br[k]
                 wr[k] = wr[k] * ar[k] + p
 
+    # The fused x pass (solver/fftw_rows.py): part t of `parts` takes the blocks t, t + parts, ...
+    # of rows; per block, FFTW's c2r of the four fields' rows into the part's buffer tmp[t], the
+    # product u ω_x + v ω_y in place (dot2's operations), FFTW's r2c of the product into Ĵ's rows.
+    # c2r and r2c are FFTW's new-array executes (ctypes functions, thread-safe), called with
+    # addresses (int64). One call runs the parts [t0, t1): in parallel over them, or one by one.
+    @jit
+    def x_pass(c2r, r2c, plan_c2r, plan_r2c, spec, spec_step, tmp, tmp0, tmp_step, j_hat, blocks,
+               t0, t1, parts):
+        for u in loop(t1 - t0):
+            t = t0 + u
+            a, b, d, e = tmp[t, 0], tmp[t, 1], tmp[t, 2], tmp[t, 3]
+            buf = tmp0 + t * tmp_step
+            for blk in range(t, blocks, parts):
+                c2r(plan_c2r, spec + blk * spec_step, buf)
+                for i in range(a.shape[0]):
+                    ar, br, dr, er = a[i], b[i], d[i], e[i]
+                    for k in range(ar.shape[0]):
+                        ar[k] = ar[k] * br[k] + dr[k] * er[k]
+                r2c(plan_r2c, buf, j_hat + blk * spec_step)
+
     _COMPILED[parallel] = dict(pair_x=pair_x, pair_y=pair_y, zero=zero, dot2=dot2, negate=negate,
-                               negate_add=negate_add, ab2=ab2, fields4=fields4, negate_ab2=negate_ab2)
+                               negate_add=negate_add, ab2=ab2, fields4=fields4, negate_ab2=negate_ab2,
+                               x_pass=x_pass)
     return _COMPILED[parallel]
 
 
@@ -352,6 +373,21 @@ class NumbaOps:
         f0 = (np.float32 if w.dtype == np.complex64 else np.float64)(f0)  # no float32 -> 64 promotion
         self.k["ab2"](_stack(w), _stack(prev), _stack(n_now), A, B, f0,
                       r.start, r.stop, c.start, c.stop)
+
+
+    def x_pass(self, c2r, r2c, spec, tmp, j_hat, block: int, parts: slice | None = None) -> None:
+        """The fused x pass: ``j_hat`` rows = r2c(dot2(c2r(the four fields' rows))) for every block
+        of ``block`` rows, with the :class:`~solver.fftw_rows.RowPlan` pair ``c2r``, ``r2c`` (made
+        for these shapes); ``spec`` (4, R, ncol), ``tmp`` (P, 4, block, n) and ``j_hat`` (R, ncol)
+        C-contiguous. The blocks are dealt out to P parts (part t: blocks t, t + P, ..., in
+        ``tmp[t]``); this call runs the parts ``parts`` (default all), on this object's threads
+        when parallel. Every block is the same plans' work whoever runs it: the same bits."""
+        rows, ncol = spec.shape[1], spec.shape[2]
+        step = block * ncol * spec.itemsize
+        p = parts or slice(0, tmp.shape[0])
+        self.k["x_pass"](c2r.execute, r2c.execute, c2r.ptr, r2c.ptr, spec.ctypes.data, step, tmp,
+                         tmp.ctypes.data, tmp[0].nbytes, j_hat.ctypes.data, rows // block,
+                         p.start, p.stop, tmp.shape[0])
 
 
 def host_array(x):

@@ -143,8 +143,7 @@ def fftw_rfft2_plan(src, dst, kx_stop, planner: str, threads: int):
     if kx_stop is None:
         return fftw_plan(src, dst, (-2, -1), True, planner, threads).execute
     fx = fftw_plan(src, dst, (-1,), True, planner, threads).execute
-    cols = dst[..., :kx_stop]
-    fy = fftw_plan(cols, cols, (-2,), True, planner, threads).execute
+    fy = fftw_y_plan(dst, kx_stop, True, planner, threads)
 
     def run():
         fx()
@@ -159,14 +158,22 @@ def fftw_irfft2_plan(src, dst, kx_stop, planner: str, threads: int):
     but never written."""
     if kx_stop is None:
         return fftw_plan(src, dst, (-2, -1), False, planner, threads).execute
-    cols = src[..., :kx_stop]
-    fy = fftw_plan(cols, cols, (-2,), False, planner, threads).execute
+    fy = fftw_y_plan(src, kx_stop, False, planner, threads)
     fx = fftw_plan(src, dst, (-1,), False, planner, threads, destroy_input=False).execute
 
     def run():
         fy()
         fx()
     return run
+
+
+def fftw_y_plan(a, kx_stop: int, forward: bool, planner: str, threads: int):
+    """The y pass of a pruned 2D transform as a zero-argument FFTW plan: in-place complex
+    transforms along the rows' axis of the columns ``kx < kx_stop`` of the spectral array ``a``
+    (forward or unnormalised backward). :func:`fftw_rfft2_plan` and :func:`fftw_irfft2_plan` are
+    an x pass plus this; the fused x pass (:mod:`solver.fftw_rows`) runs it alone."""
+    cols = a[..., :kx_stop]
+    return fftw_plan(cols, cols, (-2,), forward, planner, threads).execute
 
 
 def describe_default_backend() -> str:
