@@ -404,13 +404,11 @@ class NonlinearPlan:
 
             ws.spectral(inputs, *[zero] * (len(self.spectral_regions) - 1))
             fix()
-            if ws.x_pass is not None:  # y passes by FFTW's threads, the x passes fused between
-                inv[0]()
-                ws.x_pass()
-                ws.forward()
-                return self.j_hat_backend
             inv[0]()                                      # p0, p1, p2, p3 = ω_x, u, ω_y, v
-            ws.physical(product)
+            if ws.x_pass is None:
+                ws.physical(product)
+            else:  # inv and forward are the y passes; the x passes and the product, fused
+                ws.x_pass()
             ws.forward()
             return self.j_hat_backend
         sa, sb = spec

@@ -149,27 +149,34 @@ def row_plans(spec, tmp, j_hat, block: int, planner: str | None = None) -> tuple
     for a in (spec, tmp, j_hat):
         if not a.flags.c_contiguous:
             raise ValueError("row_plans: arrays must be C-contiguous")
-    import pyfftw
     csize = 2 * real.itemsize
     # FFTW's SIMD alignment (what pyFFTW's arrays have): every block start must have it, else the
     # plans are made for unaligned arrays (the same choice in every process: the same algorithm)
-    align = pyfftw.simd_alignment
-    starts = (spec.ctypes.data, tmp.ctypes.data, j_hat.ctypes.data, block * ncol * csize, tmp[0].nbytes)
-    aligned = all(x % align == 0 for x in starts)
-    planner = planner or default_planner()
+    aligned = _aligned(spec.ctypes.data, tmp.ctypes.data, j_hat.ctypes.data, block * ncol * csize,
+                       tmp[0].nbytes)
     keep = [a.copy() for a in (spec, tmp, j_hat)]
-    base = _FLAGS["FFTW_UNALIGNED"] * (not aligned)
-    with _lock:
-        with planning() as ok:
-            flags = base | _FLAGS[planner if ok else "FFTW_ESTIMATE"]
-            if lib.nthreads is not None:
-                lib.nthreads(1)
-            c2r = _plan(lib, "c2r", n, [(4, rows * ncol, block * n), (block, ncol, n)], spec, tmp,
-                        flags | _FLAGS["FFTW_PRESERVE_INPUT"])
-            r2c = _plan(lib, "r2c", n, [(block, n, ncol)], tmp, j_hat, flags)
+    c2r = _planned(lib, planner, aligned, lambda f: _plan(
+        lib, "c2r", n, [(4, rows * ncol, block * n), (block, ncol, n)], spec, tmp, f | _FLAGS["FFTW_PRESERVE_INPUT"]))
+    r2c = _planned(lib, planner, aligned, lambda f: _plan(lib, "r2c", n, [(block, n, ncol)], tmp, j_hat, f))
     for a, k in zip((spec, tmp, j_hat), keep):
         np.copyto(a, k)
     return RowPlan(lib, c2r, lib.c2r), RowPlan(lib, r2c, lib.r2c)
+
+
+def _planned(lib, planner, aligned, make):
+    """``make(flags)`` under the wisdom cache, single-threaded, one planning at a time."""
+    planner = planner or default_planner()
+    with _lock:
+        with planning() as ok:
+            flags = _FLAGS["FFTW_UNALIGNED"] * (not aligned) | _FLAGS[planner if ok else "FFTW_ESTIMATE"]
+            if lib.nthreads is not None:
+                lib.nthreads(1)
+            return make(flags)
+
+
+def _aligned(*offsets) -> bool:
+    import pyfftw
+    return all(x % pyfftw.simd_alignment == 0 for x in offsets)
 
 
 def block_rows(rows: int, n: int, itemsize: int, cache_bytes: int = 256 * 1024) -> int:
@@ -177,3 +184,4 @@ def block_rows(rows: int, n: int, itemsize: int, cache_bytes: int = 256 * 1024) 
     bytes each) fit ``cache_bytes`` (a thread's share of L2), at least 1."""
     target = max(1, cache_bytes // (4 * n * itemsize))
     return max(b for b in range(1, min(rows, target) + 1) if rows % b == 0)
+
