@@ -7,7 +7,9 @@ blocks of the spectral array that hold kept modes, with the kernels of :mod:`sol
 OpenMP-parallel kernels on the team of FFTW's threads where the process has one OpenMP runtime
 (:mod:`solver.openmp`), else serial kernels in cache-sized pieces on a thread team of the
 runner's own (:mod:`solver.workers`). The torch backend on CPU runs the same on its tensors'
-memory (numpy views: :attr:`NonlinearPlan.host`).
+memory (numpy views: :attr:`NonlinearPlan.host`). Where it can (:attr:`NonlinearPlan.fused_x`),
+the x passes of the transforms and the physical product run block of rows by block of rows in one
+kernel calling FFTW (:mod:`solver.fftw_rows`): no physical field is ever held whole.
 
 - :class:`FastPath` (one per equation): the kept blocks of the local spectral array, the
   :class:`~solver.workers.BlockRunner` of any region (:meth:`FastPath.runner`), the runner
@@ -380,7 +382,9 @@ class NonlinearPlan:
         :attr:`quad`: the four spectral inputs made in one pass over ω̂, one batched inverse of all
         four; else a pair of spectral buffers feeds two batched inverses, (ω̂_x, û) then (ω̂_y, v̂),
         each pair made in one pass over ω̂. Four physical buffers hold the fields, multiplied in
-        one pass: three (quad) or four rounds of elementwise work in all, each in pieces."""
+        one pass: three (quad) or four rounds of elementwise work in all, each in pieces. With
+        :attr:`fused_x` the inverse and the forward are their y passes, and ``ws.x_pass`` does the
+        x passes and the product between them, block of rows by block of rows."""
         K, ws = self.ops, self.ws
         if self.host:
             omega_hat = host_array(omega_hat)

@@ -103,6 +103,16 @@ def available(dtype="float64") -> bool:
     return _library(dtype) is not None
 
 
+def describe(dtype="float64") -> str:
+    """One line for ``turbtl info`` and provenance: whether the fused x pass runs here."""
+    if os.environ.get(FUSED_ENV, "").strip() == "0":
+        return f"off ({FUSED_ENV}=0)"
+    lib = _library(dtype)
+    if lib is None:
+        return "off (pyFFTW's bundled FFTW not found)"
+    return "on (FFTW's row plans in Numba kernels, with Numba kernels and the 2/3 rule)"
+
+
 class RowPlan:
     """One FFTW plan of the x transforms of a block of rows (:func:`row_plans`); destroyed with
     the object. ``ptr`` is what a kernel passes to :attr:`execute` with the block's pointers."""

@@ -42,7 +42,7 @@ def library_versions() -> dict[str, str]:
 
 
 _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "TURBTL_KERNELS", "TURBTL_FFTW_PLANNER",
-               "TURBTL_KEEP_FREED_MEMORY", "TURBTL_SHARED_OPENMP")
+               "TURBTL_KEEP_FREED_MEMORY", "TURBTL_SHARED_OPENMP", "TURBTL_FUSED_X")
 
 
 def thread_counts(config: dict | None = None) -> dict:
@@ -59,6 +59,8 @@ def thread_counts(config: dict | None = None) -> dict:
     out["numba"] = numba.get_num_threads() if numba else None
     openmp = sys.modules.get("solver.openmp")  # one OpenMP runtime for FFTW and Numba, or why not
     out["openmp"] = openmp.describe() if openmp else None
+    fused = sys.modules.get("solver.fftw_rows")  # the fused x pass of the hot loop, or why not
+    out["fused_x"] = fused.describe() if fused else None
     out["mpi_ranks"] = 1
     mpi = sys.modules.get("mpi4py.MPI")
     if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized():

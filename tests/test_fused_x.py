@@ -157,3 +157,10 @@ def test_every_process_plans_the_same_row_transforms(tmp_path):
         sizes.append(sum(p.stat().st_size for p in (tmp_path / "cache").glob("*.bin")))
     assert np.array_equal(runs[0], runs[1]) and np.array_equal(runs[1], runs[2])
     assert sizes[0] == sizes[1] == sizes[2]
+
+
+def test_describe_and_the_switch_say_whether_it_runs(monkeypatch):
+    assert fftw_rows.describe().startswith("on")
+    monkeypatch.setenv(fftw_rows.FUSED_ENV, "0")
+    assert not fftw_rows.available() and fftw_rows.describe() == f"off ({fftw_rows.FUSED_ENV}=0)"
+    assert not _equation(32).fast.plan(()).fused_x

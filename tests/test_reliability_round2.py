@@ -288,7 +288,7 @@ def test_provenance_records_thread_counts_and_the_command(trained):
     meta = json.loads((trained / "models" / "base" / "meta.json").read_text())
     prov = meta["provenance"]
     th = prov["threads"]
-    for k in ("torch_intraop", "fftw", "numba", "openmp", "mpi_ranks", "ddp_world"):
+    for k in ("torch_intraop", "fftw", "numba", "openmp", "fused_x", "mpi_ranks", "ddp_world"):
         assert k in th, th
     assert isinstance(th["torch_intraop"], int) and th["torch_intraop"] >= 1 and th["ddp_world"] == 1
     assert th["env"].get("OMP_NUM_THREADS") == "1"

@@ -5,6 +5,7 @@ import os
 import platform
 
 from solver.backends import describe_default_backend
+from solver.fftw_rows import describe as describe_fused_x
 from solver.kernels import describe as describe_kernels
 from solver.openmp import describe as describe_openmp
 from suite.provenance import code_version, library_versions
@@ -40,6 +41,7 @@ def gather() -> list[tuple[str, str]]:
     rows.append(("FFT backend", describe_default_backend()))
     rows.append(("OpenMP runtime", describe_openmp()))
     rows.append(("solver kernels", describe_kernels()))
+    rows.append(("fused x pass", describe_fused_x()))
     return rows
 
 
