@@ -215,6 +215,27 @@ class KernelThreading:
     track_ms_per_step.unit = "ms/step"
 
 
+class FusedX:
+    """The fused x pass of the hot loop (solver/fftw_rows.py) against the unfused transforms with
+    the physical product between them, on two copies of one case in one fresh process per size
+    (numpy float64, 2 threads, ``measure_fused_x``): ms per step each way and the speed-up."""
+
+    params = ([(256, 1), (512, 1), (1024, 1), (128, 6)], ["fused", "unfused"])
+    param_names = ["n_members", "way"]
+    rounds = 1
+    repeat = 1
+    timeout = 900
+
+    def setup_cache(self):
+        require(f"{__package__}.solver_harness", "measure_fused_x")
+        return {nm: _fresh_process(f"measure_fused_x({nm[0]}, {nm[1]}, steps=20, repeats=5, threads=2)", 2)
+                for nm in self.params[0]}
+
+    def track_ms_per_step(self, cache, n_members, way):
+        return cache[n_members][f"{way}_ms"]
+    track_ms_per_step.unit = "ms/step"
+
+
 class StepMemory:
     """Peak resident memory of building the case and taking one step (numpy, float64)."""
 

@@ -424,6 +424,52 @@ def measure_kernel_threading(n: int = 512, members: int = 1, steps: int = 20, re
     return {"n": n, "members": members, "threads": threads, **out, "openmp": describe(), "load": _load()}
 
 
+def measure_fused_x(n: int = 512, members: int = 1, steps: int = 20, repeats: int = 5,
+                    threads: int = 2) -> dict:
+    """ms per AB2-CN step (numpy backend, float64, ``threads``) with and without the fused x pass
+    (solver/fftw_rows.py; ``TURBTL_FUSED_X=0`` when the plan is made), on two copies of one case in
+    one process, alternated in blocks of ``steps`` steps for ``repeats`` rounds (best single step
+    of each), and the largest difference of the two states relative to their largest entry (the
+    two use different FFTW algorithms: equal to rounding, not bit for bit; asserted below 1e-12)."""
+    import os
+
+    from solver import fftw_rows
+    system = SimpleNamespace(re=2e4, mu=0.1, beta=0.0, hyperviscosity=0.0, hyper_order=2, forcing="cos-xy",
+                             kf=4.0, eps=0.0, kp=10.0, init_energy=0.5, init="random")
+    runs, fused = {}, {}
+    before = os.environ.get(fftw_rows.FUSED_ENV)
+    try:
+        for way, env in (("fused", "1"), ("unfused", "0")):
+            os.environ[fftw_rows.FUSED_ENV] = env
+            run = Ensemble(None, n=n, members=members, system=system, dt=1e-4, backend="numpy",
+                           dtype="float64", threads=threads, check_every=10**9)
+            run.start().advance(3)  # the plan is made on the first step, under this setting
+            eq = run.runner.equation
+            fused[way] = eq.fast.plan(tuple(run.runner.state.omega_hat.shape[:-2])).fused_x
+            runs[way] = run
+    finally:
+        if before is None:
+            os.environ.pop(fftw_rows.FUSED_ENV, None)
+        else:
+            os.environ[fftw_rows.FUSED_ENV] = before
+    if fused != {"fused": True, "unfused": False}:
+        raise RuntimeError(f"the fused x pass is not available here ({fftw_rows.describe()})")
+    best = {k: math.inf for k in runs}
+    for _ in range(repeats):
+        for way, run in runs.items():
+            for _ in range(steps):
+                t0 = time.perf_counter()
+                run.advance(1)
+                best[way] = min(best[way], time.perf_counter() - t0)
+    a, b = (np.asarray(r.runner.state.omega_hat) for r in runs.values())
+    diff = float(np.abs(a - b).max() / np.abs(b).max())
+    if not diff <= 1e-12:
+        raise AssertionError(f"fused and unfused runs differ by {diff:.2e} of their largest entry")
+    return {"n": n, "members": members, "threads": threads, "fused_ms": best["fused"] * 1e3,
+            "unfused_ms": best["unfused"] * 1e3, "speedup": best["unfused"] / best["fused"],
+            "max_rel_diff": diff, "load": _load()}
+
+
 def bench_steps(n: int, steps: int, comm=None, *, members: int = 1, ranks_per_member: int | None = None,
                 repeats: int = 3, backend: str = "numpy", dtype: str = "float64", device: str = "cpu",
                 threads: int = 1) -> dict:

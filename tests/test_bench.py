@@ -185,3 +185,19 @@ def test_the_floor_counts_its_faster_runtime_and_the_threading_ways_agree():
                                else "in process")
     t = measure_kernel_threading(32, members=2, steps=2, repeats=1)
     assert all(t[f"{k}_ms"] > 0 for k in ("parallel", "team", "serial", "separate_runtimes"))
+
+
+def test_fused_x_measurement_times_both_ways_and_checks_they_agree(monkeypatch):
+    """``measure_fused_x`` builds one case with and one without the fused x pass (the switch is
+    restored afterwards), times both, and their states agree to rounding (it asserts so)."""
+    pytest.importorskip("pyfftw")
+    pytest.importorskip("numba")
+    from bench.solver_harness import measure_fused_x
+    from solver import fftw_rows
+    if not fftw_rows.available():
+        pytest.skip(fftw_rows.describe())
+    monkeypatch.setenv(fftw_rows.FUSED_ENV, "1")
+    r = measure_fused_x(32, members=2, steps=2, repeats=1)
+    assert r["fused_ms"] > 0 and r["unfused_ms"] > 0 and r["max_rel_diff"] <= 1e-12
+    assert abs(r["speedup"] - r["unfused_ms"] / r["fused_ms"]) < 1e-12
+    assert os.environ[fftw_rows.FUSED_ENV] == "1"

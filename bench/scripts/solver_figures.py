@@ -6,7 +6,8 @@
 ``measure`` runs, each in a fresh process with OMP_NUM_THREADS=2: two passes of
 ``measure_step_vs_floor`` (numpy, float64, 2 threads, 128²-2048²) and ``measure_batched_vs_floor``
 (6 x 128²); the torch backend on CPU at 512² and 1024², twice; ``measure_kernel_threading`` at 256²
-and 512²; and a torch CPU step timed after numpy-backend steps in one process (``torch_after_numpy``).
+and 512²; a torch CPU step timed after numpy-backend steps in one process (``torch_after_numpy``);
+and ``measure_fused_x`` (the fused x pass against the unfused transforms) at 256²-2048² and 6 x 128².
 ``render`` prints the tables of the first file; with more files, one more table lists the ratios of
 every pass of every run, so that a run on a disturbed machine is seen next to the others.
 """
@@ -57,7 +58,8 @@ def _harness(call: str) -> dict:
 
 
 def measure(path: str) -> None:
-    res: dict = {"numpy": [], "batched": [], "torch": [], "threading": [], "torch_after_numpy": None}
+    res: dict = {"numpy": [], "batched": [], "torch": [], "threading": [], "torch_after_numpy": None,
+                 "fused_x": []}
     for p in range(2):
         for n, (steps, repeats) in EFFORT.items():
             res["numpy"].append(_harness(f"measure_step_vs_floor({n}, threads=2, steps={steps}, repeats={repeats})"))
@@ -69,6 +71,8 @@ def measure(path: str) -> None:
                                          f"steps={steps}, repeats={repeats})"))
     for n in (256, 512):
         res["threading"].append(_harness(f"measure_kernel_threading({n}, steps=20, repeats=5, threads=2)"))
+    res["fused_x"] = [_harness(f"measure_fused_x({n}, {m}, steps=20, repeats=5, threads=2)")
+                      for n, m in ((256, 1), (512, 1), (1024, 1), (2048, 1), (128, 6))]
     res["torch_after_numpy"] = _fresh(TORCH_AFTER_NUMPY)
     Path(path).write_text(json.dumps(res, indent=1))
 
@@ -132,6 +136,13 @@ def render(path: str, more: list[str] | None = None) -> str:
     for t in res["threading"]:
         out.append(f"| {t['n']}² | {t['parallel_ms']:.3f} | {t['team_ms']:.3f} | {t['serial_ms']:.3f} | "
                    f"{t['separate_runtimes_ms']:.3f} |")
+    if res.get("fused_x"):
+        out += ["", "| ms per step, 2 threads | fused x pass | unfused (physical fields whole) | speed-up | "
+                "largest difference / largest entry |", "|---|---|---|---|---|"]
+        for f in res["fused_x"]:
+            name = f"{f['members']} × {f['n']}²" if f["members"] > 1 else f"{f['n']}²"
+            out.append(f"| {name} | {f['fused_ms']:.3f} | {f['unfused_ms']:.3f} | {f['speedup']:.2f} | "
+                       f"{f['max_rel_diff']:.1e} |")
     ta = res["torch_after_numpy"]
     out += ["", f"Torch CPU step at 512² after numpy-backend steps in one process: {ta['torch_after_numpy_ms']:.3f} ms "
             f"(the numpy steps before it: {ta['numpy_ms']:.3f} ms; {ta['openmp']}).",
