@@ -16,6 +16,9 @@ same algorithm. A plan takes any block of the same shape and strides; FFTW requi
 to have the plan's alignment, so every plan is made with ``FFTW_UNALIGNED`` unless all blocks
 have FFTW's SIMD alignment (:func:`row_plans`).
 
+FFTW's planner is not thread-safe and pyFFTW's lock does not cover these plans: make them from one
+thread at a time (the solver plans when an equation's first step builds its workspace).
+
 :func:`available` says whether this works here (pyFFTW's bundled FFTW found); otherwise the solver
 keeps its unfused path. ``TURBTL_FUSED_X=0`` turns the fused pass off (for comparisons).
 """
