@@ -365,6 +365,19 @@ def measure_batched_vs_floor(n: int = 128, members: int = 6, steps: int = 20, th
             "order": order, "load": _load()}
 
 
+def _alternate(runs: dict, steps: int, repeats: int) -> dict:
+    """Best single-step seconds of each run (an ``Ensemble``), the runs alternated in blocks of
+    ``steps`` steps for ``repeats`` rounds."""
+    best = {k: math.inf for k in runs}
+    for _ in range(repeats):
+        for way, run in runs.items():
+            for _ in range(steps):
+                t0 = time.perf_counter()
+                run.advance(1)
+                best[way] = min(best[way], time.perf_counter() - t0)
+    return best
+
+
 def measure_kernel_threading(n: int = 512, members: int = 1, steps: int = 20, repeats: int = 5,
                              threads: int = 2, separate_runtimes: bool = True) -> dict:
     """ms per AB2-CN step (numpy backend, float64, ``threads``) of the ways the hot loop can use
@@ -397,13 +410,7 @@ def measure_kernel_threading(n: int = 512, members: int = 1, steps: int = 20, re
         run.runner.equation.fast.threads = fast_threads
         run.advance(3)
         runs[way] = run
-    best = {k: math.inf for k in runs}
-    for _ in range(repeats):
-        for way, run in runs.items():
-            for _ in range(steps):
-                t0 = time.perf_counter()
-                run.advance(1)
-                best[way] = min(best[way], time.perf_counter() - t0)
+    best = _alternate(runs, steps, repeats)
     states = [np.asarray(r.runner.state.omega_hat) for r in runs.values()]
     if not all(np.array_equal(states[0], s) for s in states[1:]):
         raise AssertionError("the ways of threading the hot loop gave different states")
@@ -454,13 +461,7 @@ def measure_fused_x(n: int = 512, members: int = 1, steps: int = 20, repeats: in
             os.environ[fftw_rows.FUSED_ENV] = before
     if fused != {"fused": True, "unfused": False}:
         raise RuntimeError(f"the fused x pass is not available here ({fftw_rows.describe()})")
-    best = {k: math.inf for k in runs}
-    for _ in range(repeats):
-        for way, run in runs.items():
-            for _ in range(steps):
-                t0 = time.perf_counter()
-                run.advance(1)
-                best[way] = min(best[way], time.perf_counter() - t0)
+    best = _alternate(runs, steps, repeats)
     a, b = (np.asarray(r.runner.state.omega_hat) for r in runs.values())
     diff = float(np.abs(a - b).max() / np.abs(b).max())
     if not diff <= 1e-12:
