@@ -37,7 +37,7 @@ import numpy as np
 from . import fftw_rows
 from .backends.numpy_fft import NumpyFFT, fftw_y_plan
 from .kernels import choose as choose_kernels, host_array, parallel_available
-from .workers import ARRAY_PIECE_BYTES, PIECE_BYTES, BlockRunner
+from .workers import ARRAY_PIECE_BYTES, PIECE_BYTES, BlockRunner, team
 
 #: with ``FastPath.threads`` None, the elementwise work of arrays with fewer spectral entries than
 #: this (all members together) runs on the calling thread alone: a round of the thread team costs
@@ -298,7 +298,6 @@ class NonlinearPlan:
         part, the two row plans of :func:`~solver.fftw_rows.row_plans`; ``NumbaOps.x_pass`` runs
         them. The same bits for any number of parts."""
         import pyfftw  # fused_x implies it
-        from .workers import team
         be, ops = self.equation.backend, self.ops
         ncol, n = spec.shape[-1], be.physical_shape[-1]
         spec3, j2 = spec.reshape(4, -1, ncol), j_hat.reshape(-1, ncol)
