@@ -32,6 +32,7 @@ import threading
 import numpy as np
 
 from .backends.base import default_planner
+from .backends.numpy_fft import _pyfftw
 from .wisdom import planning
 
 FUSED_ENV = "TURBTL_FUSED_X"
@@ -84,9 +85,8 @@ def _library(dtype) -> _Lib | None:
         return None
     if prefix not in _libs:
         _libs[prefix] = None
-        try:
-            import pyfftw
-        except ImportError:
+        pyfftw = _pyfftw()  # through solver/openmp.py's share(), like every first import of pyFFTW
+        if pyfftw is None:
             return None
         libs = os.path.join(os.path.dirname(os.path.dirname(pyfftw.__file__)), "pyfftw.libs")
         found = sorted(glob.glob(os.path.join(libs, _LIB_GLOB[prefix])))

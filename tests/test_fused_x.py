@@ -13,9 +13,8 @@ import pytest
 
 from solver import Equation, Grid, Parameters, make_backend, make_forcing, make_stepper, random_field
 
-pytest.importorskip("pyfftw")
 pytest.importorskip("numba")
-from solver import fftw_rows  # noqa: E402
+from solver import fftw_rows  # noqa: E402  (imports pyFFTW, if at all, after solver/openmp.py's share())
 from solver import kernels as K  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
