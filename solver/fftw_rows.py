@@ -106,10 +106,13 @@ def available(dtype="float64") -> bool:
     return _library(dtype) is not None
 
 
-def describe(dtype="float64") -> str:
-    """One line for ``turbtl info`` and provenance: whether the fused x pass runs here."""
+def describe(dtype="float64", load: bool = True) -> str:
+    """One line for ``turbtl info`` and provenance: whether the fused x pass runs here. With
+    ``load=False`` (provenance) nothing is imported: a process that made no plan says so."""
     if os.environ.get(FUSED_ENV, "").strip() == "0":
         return f"off ({FUSED_ENV}=0)"
+    if not load and _PREFIX.get(np.dtype(dtype)) not in _libs:
+        return "not used in this process"
     lib = _library(dtype)
     if lib is None:
         return "off (pyFFTW's bundled FFTW not found)"

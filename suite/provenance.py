@@ -60,7 +60,7 @@ def thread_counts(config: dict | None = None) -> dict:
     openmp = sys.modules.get("solver.openmp")  # one OpenMP runtime for FFTW and Numba, or why not
     out["openmp"] = openmp.describe() if openmp else None
     fused = sys.modules.get("solver.fftw_rows")  # the fused x pass of the hot loop, or why not
-    out["fused_x"] = fused.describe() if fused else None
+    out["fused_x"] = fused.describe(load=False) if fused else None
     out["mpi_ranks"] = 1
     mpi = sys.modules.get("mpi4py.MPI")
     if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized():

@@ -160,6 +160,9 @@ def test_every_process_plans_the_same_row_transforms(tmp_path):
 
 def test_describe_and_the_switch_say_whether_it_runs(monkeypatch):
     assert fftw_rows.describe().startswith("on")
+    assert fftw_rows.describe(load=False).startswith("on")  # probed above: known without loading
+    assert fftw_rows.describe("float32", load=False) in ("not used in this process",
+                                                         fftw_rows.describe("float32"))
     monkeypatch.setenv(fftw_rows.FUSED_ENV, "0")
     assert not fftw_rows.available() and fftw_rows.describe() == f"off ({fftw_rows.FUSED_ENV}=0)"
     assert not _equation(32).fast.plan(()).fused_x
