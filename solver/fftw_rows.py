@@ -71,11 +71,18 @@ class _Lib:
             f.restype, f.argtypes = None, [size, size, size]
         self.destroy = getattr(lib, f"{prefix}_destroy_plan")
         self.destroy.restype, self.destroy.argtypes = None, [size]
+        # the planner's thread count (set to 1 before planning): in the threads library beside it
+        # (OpenMP or pthreads), or in the main one when built with combined threads; without any,
+        # FFTW plans single-threaded anyway
         self.nthreads = None
-        omp = glob.glob(os.path.join(os.path.dirname(path), _LIB_GLOB[prefix].replace("-*", "_omp-*")))
-        if omp:
-            self.nthreads = getattr(ctypes.CDLL(omp[0]), f"{prefix}_plan_with_nthreads")
-            self.nthreads.restype, self.nthreads.argtypes = None, [ctypes.c_int]
+        folder = os.path.dirname(path)
+        for cand in [path] + [f for kind in ("_omp-*", "_threads-*")
+                              for f in glob.glob(os.path.join(folder, _LIB_GLOB[prefix].replace("-*", kind)))]:
+            f = getattr(ctypes.CDLL(cand), f"{prefix}_plan_with_nthreads", None)
+            if f is not None:
+                f.restype, f.argtypes = None, [ctypes.c_int]
+                self.nthreads = f
+                break
 
 
 def _library(dtype) -> _Lib | None:
